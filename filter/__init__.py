@@ -1,0 +1,1 @@
+"""capnet filter package (built in a later issue)."""

@@ -1,0 +1,1 @@
+"""capnet gateway package (built in a later issue)."""

@@ -1,0 +1,50 @@
+"""Frame conservation: in = out + dropped (by reason), per component and for the whole system.
+
+Each component counts ``in`` (frames it received or, for a source, created), ``out`` (frames it
+passed on or, for a sink, delivered) and ``dropped.<reason>``; a component that still holds frames
+when stopped reports them as ``pending``. Descriptors a queue end refused (out of bounds,
+duplicate, ...) never reach the component and are counted by the queue as ``rejected``.
+"""
+
+from __future__ import annotations
+
+from harness.description import System
+
+_REJECT_KEYS = ("bad_offset", "bad_alignment", "bad_length", "duplicate")
+
+
+def _numbers(stats: dict | None) -> dict:
+    counters = (stats or {}).get("counters", {})
+    dropped = {k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("dropped.")}
+    rejected = 0
+    for name, q in (stats or {}).get("queues", {}).items():
+        del name
+        rejected += sum(int(q.get(k, 0)) for k in _REJECT_KEYS)
+    return {"in": int(counters.get("in", 0)), "out": int(counters.get("out", 0)),
+            "dropped": dropped, "pending": int(counters.get("pending", 0)), "rejected": rejected}
+
+
+def conservation(system: System, components: dict) -> dict:
+    """Check in = out + dropped + pending for every component and for the system as a whole."""
+    per = {}
+    for name, info in components.items():
+        n = _numbers(info.get("stats"))
+        n["balanced"] = n["in"] == n["out"] + sum(n["dropped"].values()) + n["pending"]
+        per[name] = n
+    sources = [n for n in system.components
+               if not any(q.consumer == n for q in system.queues.values())]
+    sinks = [n for n in system.components
+             if not any(q.producer == n for q in system.queues.values())]
+    frames_in = sum(per[n]["in"] for n in sources if n in per)
+    frames_out = sum(per[n]["out"] for n in sinks if n in per)
+    dropped: dict[str, int] = {}
+    for n in per.values():
+        for reason, count in n["dropped"].items():
+            dropped[reason] = dropped.get(reason, 0) + count
+        if n["rejected"]:
+            dropped["rejected_descriptor"] = dropped.get("rejected_descriptor", 0) + n["rejected"]
+    pending = sum(n["pending"] for n in per.values())
+    return {"components": per, "in": frames_in, "out": frames_out, "dropped": dropped,
+            "pending": pending,
+            "balanced": frames_in == frames_out + sum(dropped.values()) + pending
+            and all(n["balanced"] for n in per.values())}

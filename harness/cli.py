@@ -1,0 +1,237 @@
+"""The ``capnet`` command line.
+
+    capnet check SYSTEM.toml [--set C.K=V ...]
+    capnet run SYSTEM.toml [--duration S] [--stats-json FILE] [--control PATH] [--set C.K=V ...]
+    capnet stats SYSTEM-NAME | --control PATH [--json]
+    capnet call SYSTEM-NAME COMPONENT MESSAGE-JSON [--control PATH]
+    capnet stop SYSTEM-NAME [--control PATH]
+    capnet bench rings [--json FILE] [--seconds S]
+
+Bad input (description, arguments) prints one clear message per problem and exits with status 2;
+nothing is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+EXIT_BAD_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="capnet", description="isolated networking components")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check", help="validate a system description, show capabilities")
+    check.add_argument("system", metavar="SYSTEM.toml")
+    check.add_argument("--set", action="append", default=[], metavar="COMPONENT.KEY=VALUE")
+
+    run = sub.add_parser("run", help="build, confine and supervise a system")
+    run.add_argument("system", metavar="SYSTEM.toml")
+    run.add_argument("--duration", type=_positive_float, metavar="S",
+                     help="stop in order after S seconds")
+    run.add_argument("--stats-json", metavar="FILE", help="write final statistics as JSON")
+    run.add_argument("--control", metavar="PATH", help="control socket path")
+    run.add_argument("--set", action="append", default=[], metavar="COMPONENT.KEY=VALUE")
+    run.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    for name, help_text in (("stats", "live counters of a running system"),
+                            ("stop", "stop a running system in order")):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("name", nargs="?", metavar="SYSTEM-NAME")
+        cmd.add_argument("--control", metavar="PATH")
+        if name == "stats":
+            cmd.add_argument("--json", action="store_true")
+
+    call = sub.add_parser("call", help="protected call into a running component")
+    call.add_argument("name", metavar="SYSTEM-NAME")
+    call.add_argument("component")
+    call.add_argument("message", metavar="MESSAGE-JSON")
+    call.add_argument("--control", metavar="PATH")
+
+    bench = sub.add_parser("bench", help="benchmarks against peers, in one run")
+    bench.add_argument("what", choices=["rings"])
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _load(path: str, overrides: list[str], err: Console):
+    from harness.description import DescriptionError, load
+    try:
+        system = load(path, overrides)
+    except DescriptionError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False, highlight=False)
+        err.print(f"capnet: {len(exc.problems)} problem(s); nothing was started",
+                  markup=False, highlight=False)
+        return None
+    for warning in system.warnings:
+        err.print(str(warning), markup=False, highlight=False)
+    return system
+
+
+def cmd_check(args, out: Console, err: Console) -> int:
+    from harness.captable import render_check
+    system = _load(args.system, args.set, err)
+    if system is None:
+        return EXIT_BAD_INPUT
+    render_check(system, out)
+    return 0
+
+
+def cmd_run(args, out: Console, err: Console) -> int:
+    from harness.control import ControlError
+    from harness.supervisor import Supervisor
+    system = _load(args.system, args.set, err)
+    if system is None:
+        return EXIT_BAD_INPUT
+
+    def emit(line: str) -> None:
+        if not args.quiet or line.startswith("capnet:"):
+            print(line, flush=True)
+
+    supervisor = Supervisor(system, emit=emit, control_path=args.control)
+    previous = {sig: signal.signal(sig, lambda s, f: supervisor.request_stop(
+        f"interrupted ({signal.Signals(s).name})")) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            supervisor.start()
+        except ControlError as exc:
+            err.print(f"capnet: error: {exc}", markup=False, highlight=False)
+            supervisor.kill_all()
+            supervisor.shutdown()
+            return EXIT_BAD_INPUT
+        except RuntimeError as exc:
+            err.print(f"capnet: error: {exc}", markup=False, highlight=False)
+            supervisor.kill_all()
+            supervisor.shutdown()
+            return 1
+        emit(f"capnet: system '{system.name}' running: {len(system.components)} components "
+             f"started in {supervisor.launch_ns / 1e6:.0f} ms; control socket "
+             f"{supervisor.control.path if supervisor.control else '(none)'}")
+        reason = supervisor.run(args.duration)
+        emit(f"capnet: stopping ({reason})")
+        summary = supervisor.shutdown()
+    except BaseException:
+        supervisor.kill_all()
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    render_summary(summary, out)
+    if args.stats_json:
+        with open(args.stats_json, "w") as fh:
+            json.dump(summary, fh, indent=2, default=str)
+    failed = any(c["state"] == "failed" for c in summary["components"].values())
+    return 1 if failed else 0
+
+
+def render_summary(summary: dict, out: Console) -> None:
+    cons = summary["conservation"]
+    table = Table(title=f"system '{summary['system']}' — {summary['stop_reason']}, "
+                        f"ran {summary['run_s']} s, launched in {summary['launch_ms']} ms")
+    for col in ("component", "state", "in", "out", "dropped", "pending", "rejected", "balanced",
+                "restarts", "faults"):
+        table.add_column(col, justify="left" if col in ("component", "state", "dropped") else "right")
+    for name, info in summary["components"].items():
+        n = cons["components"][name]
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(n["dropped"].items())) or "0"
+        table.add_row(name, info["state"], str(n["in"]), str(n["out"]), dropped,
+                      str(n["pending"]), str(n["rejected"]), "yes" if n["balanced"] else "NO",
+                      str(info["restarts"]), str(len(info["faults"])))
+    out.print(table)
+    dropped = sum(cons["dropped"].values())
+    verdict = "holds" if cons["balanced"] else "DOES NOT HOLD"
+    out.print(f"conservation {verdict}: in {cons['in']} = out {cons['out']} + dropped {dropped} "
+              f"{dict(sorted(cons['dropped'].items()))} + pending {cons['pending']}",
+              markup=False, highlight=False)
+
+
+def _control_path(args, err: Console) -> str | None:
+    from harness.control import default_path
+    if args.control:
+        return args.control
+    if not args.name:
+        err.print("capnet: error: give SYSTEM-NAME or --control PATH", markup=False)
+        return None
+    return default_path(args.name)
+
+
+def cmd_remote(args, out: Console, err: Console) -> int:
+    from harness.control import ControlError, request
+    path = _control_path(args, err)
+    if path is None:
+        return EXIT_BAD_INPUT
+    if args.command == "stats":
+        obj = {"op": "stats"}
+    elif args.command == "stop":
+        obj = {"op": "stop"}
+    else:
+        try:
+            msg = json.loads(args.message)
+        except json.JSONDecodeError as exc:
+            err.print(f"capnet: error: MESSAGE-JSON: {exc}", markup=False)
+            return EXIT_BAD_INPUT
+        obj = {"op": "call", "component": args.component, "msg": msg}
+    try:
+        reply = request(path, obj)
+    except ControlError as exc:
+        err.print(f"capnet: error: {exc}", markup=False, highlight=False)
+        return 1
+    if "error" in reply:
+        err.print(f"capnet: error: {reply['error']}", markup=False, highlight=False)
+        return 1
+    result = reply.get("ok")
+    if args.command == "stats" and not args.json:
+        _render_live(result, out)
+    else:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _render_live(result: dict, out: Console) -> None:
+    table = Table(title=f"system '{result['system']}' (live)")
+    for col in ("component", "state", "in", "out", "dropped", "restarts"):
+        table.add_column(col)
+    for name, info in result["components"].items():
+        counters = (info.get("stats") or {}).get("counters", {})
+        dropped = sum(v for k, v in counters.items() if k.startswith("dropped."))
+        table.add_row(name, info["state"], str(counters.get("in", 0)),
+                      str(counters.get("out", 0)), str(dropped), str(info["restarts"]))
+    out.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    wide = None if sys.stdout.isatty() else 140
+    out, err = Console(width=wide), Console(stderr=True, width=wide)
+    if args.command == "check":
+        return cmd_check(args, out, err)
+    if args.command == "run":
+        return cmd_run(args, out, err)
+    if args.command in ("stats", "call", "stop"):
+        return cmd_remote(args, out, err)
+    if args.command == "bench":
+        from bench.rings import main as bench_rings
+        return bench_rings(args.rest)
+    return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

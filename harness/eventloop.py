@@ -1,0 +1,271 @@
+"""The per-component event loop: one entry point at a time, spin-then-block waiting.
+
+The loop follows sDDF's signalling protocol on every incoming ring: drain, request a signal,
+re-check, and only then sleep (``QueueEnd.arm``). A queue whose component left frames on it
+(e.g. its downstream ring was full) is *stalled*: it is not offered again until some notification
+arrives, so a blocked pipeline sleeps instead of spinning.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import socket
+import sys
+import time
+import traceback
+
+from harness import messages
+from harness.runtime import Channel, Component, ProtectedCallError
+from shmring.notify import Waiter, drain, signal
+
+SPIN_NS = 50_000
+
+
+class Runtime:
+    def __init__(self, component: Component, control: socket.socket, channels: dict[str, Channel],
+                 serve_socks: dict[str, socket.socket], wait_fds: dict[str, int],
+                 ledgers: dict) -> None:
+        self.component = component
+        self.control = control
+        self.channels = channels
+        self.serve_socks = serve_socks      # channel name -> socket on which lower PDs call us
+        self.wait_fds = wait_fds            # channel name -> eventfd we are notified on
+        self.ledgers = ledgers
+        self.queues = component.queues
+        self._deferred: dict[str, Channel] = {}
+        self._timers: list[tuple[int, int, object]] = []
+        self._timer_live: dict[object, int] = {}
+        self._seq = itertools.count()
+        self._stopping = False
+        self._stalled: set[str] = set()
+        self._waiter: Waiter | None = None
+        self.control_channel = Channel("control", "control", "supervisor", self)
+
+    # -- services used by Component -------------------------------------------------------------
+    def defer_notify(self, channel: Channel) -> None:
+        self._deferred[channel.name] = channel
+
+    def set_timer(self, deadline_ns: int, token: object) -> None:
+        seq = next(self._seq)
+        self._timer_live[token] = seq
+        heapq.heappush(self._timers, (int(deadline_ns), seq, token))
+
+    def cancel_timer(self, token: object) -> None:
+        self._timer_live.pop(token, None)
+
+    def finish(self) -> None:
+        messages.send(self.control, {"ev": "finished"})
+
+    def ppcall(self, channel: Channel | str, msg: object) -> object:
+        ch = self.channels.get(channel if isinstance(channel, str) else channel.name)
+        if ch is None or ch.call_sock is None:
+            raise ProtectedCallError(f"no protected-call grant on channel '{channel}'")
+        data = messages.pack(msg)
+        if len(data) > messages.PPCALL_MAX:
+            raise ProtectedCallError(f"message of {len(data)} bytes exceeds {messages.PPCALL_MAX}")
+        self._flush()   # a call ends this PD's turn, as seL4's call does: deliver notifications
+        try:
+            ch.call_sock.send(data)
+            reply = messages.unpack(ch.call_sock.recv(messages.PPCALL_MAX + 64) or b"\xc0")
+        except OSError as exc:
+            raise ProtectedCallError(f"protected call on '{ch.name}' failed: {exc}") from None
+        if not isinstance(reply, dict):
+            raise ProtectedCallError(f"'{ch.peer}' did not answer the call on '{ch.name}'")
+        if "error" in reply:
+            raise ProtectedCallError(f"'{ch.peer}': {reply['error']}")
+        return reply.get("ok")
+
+    # -- statistics ----------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        comp = self.component
+        try:
+            extra = comp.stats()
+        except Exception as exc:   # a broken stats() must not take the component down
+            extra = {"stats_error": repr(exc)}
+        return {
+            "counters": dict(comp.counters),
+            "queues": {name: q.stats() for name, q in self.queues.items()},
+            "held": {name: int(ledger.held_count()) for name, ledger in self.ledgers.items()},
+            "extra": extra,
+        }
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> int:
+        waiter = self._waiter = Waiter()
+        for name, fd in self.wait_fds.items():
+            waiter.register(fd, ("notify", name))
+        for name, sock in self.serve_socks.items():
+            waiter.register(sock.fileno(), ("call", name))
+        waiter.register(self.control.fileno(), ("control", None))
+        if not self._entry(self.component.init):
+            return 1
+        while not self._stopping:
+            self._fire_timers()
+            if self._stopping:
+                break
+            if self._offer_queues():
+                continue
+            if self._arm_all():
+                continue
+            keys = waiter.wait(self._timeout_ns(), SPIN_NS, poll=self._any_pending)
+            self._stalled.clear()       # news, or a bounded sleep ended: offer everything again
+            for kind, name in keys:
+                if not self._dispatch(kind, name):
+                    return 1
+        return 0
+
+    def _incoming(self):
+        return self.queues.values()
+
+    def _offer_queues(self) -> bool:
+        worked = False
+        for q in self._incoming():
+            if q.name in self._stalled:
+                continue
+            if not q.pending():
+                continue
+            worked = True
+            before = q.taken()
+            self._entry(self.component.notified, self.channels[q.name])
+            if q.taken() == before:     # the component left everything there: wait for news
+                self._stalled.add(q.name)
+        return worked
+
+    def _arm_all(self) -> bool:
+        ready = False
+        for q in self._incoming():
+            if q.arm() and q.name not in self._stalled:
+                q.disarm()
+                ready = True
+        return ready
+
+    def _any_pending(self) -> bool:
+        return any(q.pending() for q in self._incoming() if q.name not in self._stalled)
+
+    def _timeout_ns(self) -> int | None:
+        while self._timers and self._timer_live.get(self._timers[0][2]) != self._timers[0][1]:
+            heapq.heappop(self._timers)
+        if not self._timers:
+            return None
+        return max(0, self._timers[0][0] - time.monotonic_ns())
+
+    def _fire_timers(self) -> None:
+        now = time.monotonic_ns()
+        while self._timers and self._timers[0][0] <= now:
+            _deadline, seq, token = heapq.heappop(self._timers)
+            if self._timer_live.get(token) != seq:
+                continue
+            del self._timer_live[token]
+            self._entry(self.component.timeout, token)
+
+    def _dispatch(self, kind: str, name: str | None) -> bool:
+        if kind == "notify":
+            drain(self.wait_fds[name])
+            return self._entry(self.component.notified, self.channels[name])
+        if kind == "call":
+            return self._serve_call(name)
+        return self._control()
+
+    def _serve_call(self, name: str) -> bool:
+        sock = self.serve_socks[name]
+        try:
+            data = sock.recv(messages.PPCALL_MAX + 1)
+        except BlockingIOError:
+            return True
+        if not data:    # the caller is gone; stop listening on this channel
+            self._waiter.unregister(sock.fileno())
+            return True
+        if len(data) > messages.PPCALL_MAX:
+            sock.send(messages.pack({"error": f"message exceeds {messages.PPCALL_MAX} bytes"}))
+            return True
+        try:
+            msg = messages.unpack(data)
+        except messages.MessageError as exc:
+            sock.send(messages.pack({"error": str(exc)}))
+            return True
+        return self._answer(sock, self.channels[name], msg, messages.PPCALL_MAX)
+
+    def _answer(self, sock: socket.socket, channel: Channel, msg: object, limit: int) -> bool:
+        result: dict = {}
+        ok = self._entry(self._protected_into, channel, msg, result)
+        reply = result.get("reply", {"error": "the component failed while answering"})
+        data = messages.pack(reply)
+        if len(data) > limit:
+            data = messages.pack({"error": f"reply of {len(data)} bytes exceeds {limit}"})
+        sock.send(data)
+        return ok
+
+    def _protected_into(self, channel: Channel, msg: object, result: dict) -> None:
+        try:
+            value = self.component.protected(channel, msg)
+            messages.pack(value)
+            result["reply"] = {"ok": value}
+        except ProtectedCallError as exc:
+            result["reply"] = {"error": str(exc)}
+        except (TypeError, ValueError) as exc:
+            result["reply"] = {"error": f"{type(exc).__name__}: {exc}"}
+
+    def _control(self) -> bool:
+        try:
+            msg = messages.recv(self.control)
+        except BlockingIOError:
+            return True
+        except EOFError:        # the supervisor is gone: nothing left to serve
+            self._stopping = True
+            return True
+        if not isinstance(msg, dict):
+            return True
+        op, ident = msg.get("op"), msg.get("id")
+        if op == "stats":
+            messages.send(self.control, {"id": ident, "stats": self.snapshot()})
+        elif op == "stop":
+            ok = self._entry(self.component.stop)
+            messages.send(self.control, {"id": ident, "stats": self.snapshot(), "final": True})
+            self._stopping = True
+            return ok
+        elif op == "held":
+            held = {name: ledger.held_indices().tolist() for name, ledger in self.ledgers.items()}
+            messages.send(self.control, {"id": ident, "held": held})
+        elif op == "call":
+            result: dict = {}
+            ok = self._entry(self._protected_into, self.control_channel, msg.get("msg"), result)
+            reply = result.get("reply", {"error": "the component failed while answering"})
+            reply["id"] = ident
+            messages.send(self.control, reply)
+            return ok
+        return True
+
+    # -- entry points --------------------------------------------------------------------------
+    def _entry(self, fn, *args) -> bool:
+        """Run one entry point, then deliver deferred notifications. A fault ends the process."""
+        try:
+            fn(*args)
+        except Exception:
+            self._fault()
+            return False
+        finally:
+            self._flush()
+        return True
+
+    def _flush(self) -> None:
+        for q in self.queues.values():
+            q.flush()
+        if self._deferred:
+            for ch in self._deferred.values():
+                if ch.kind == "queue":
+                    self.queues[ch.name].flush(force=True)
+                elif ch.notify_fd is not None:
+                    signal(ch.notify_fd)
+            self._deferred.clear()
+
+    def _fault(self) -> None:
+        text = traceback.format_exc()
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        try:
+            messages.send(self.control, {"ev": "fault", "traceback": text[-8000:]})
+        except OSError:
+            pass
+        os._exit(1)

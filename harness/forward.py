@@ -1,0 +1,57 @@
+"""A pass-through stage: frames from its input queue go to its output queue, zero-copy.
+
+Only descriptors move; frames stay where their origin wrote them. Buffers the output's consumer
+returns go back up the input queue they came from (a forwarder sits between two queues over the
+same data region). A frame is taken off an input ring only when the output ring has room, so a
+slow consumer pushes back instead of causing drops. ``drop_every = N`` drops every N-th frame
+(counted as ``dropped.sampled``) to exercise conservation accounting.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness import Component
+
+
+class Forward(Component):
+    def init(self) -> None:
+        outs = [q for q in self.queues.values() if q.role == "producer"]
+        self.inputs = [q for q in self.queues.values() if q.role == "consumer"]
+        if len(outs) != 1 or len(self.inputs) != 1:
+            raise ValueError(f"{self.name}: needs exactly one input queue and one output queue")
+        self.out = outs[0]
+        if any(q.data.name != self.out.data.name for q in self.inputs):
+            raise ValueError(f"{self.name}: input and output queues must share one data region")
+        self.drop_every = int(self.config.get("drop_every", 0))
+        self.seen = 0
+
+    def notified(self, channel) -> None:
+        if channel == self.out.name:
+            self._return_buffers()
+        self._forward()
+
+    def _forward(self) -> None:
+        for q in self.inputs:
+            batch = q.receive(self.out.space())
+            if not len(batch):
+                continue
+            self.count("in", len(batch))
+            if self.drop_every:
+                index = np.arange(self.seen + 1, self.seen + len(batch) + 1)
+                dropped = index % self.drop_every == 0
+                self.seen += len(batch)
+                if dropped.any():
+                    self.drop("sampled", int(dropped.sum()))
+                    q.release(batch[dropped])
+                    batch = batch[~dropped]
+            sent = self.out.send(batch)
+            self.count("out", sent)
+            if sent < len(batch):         # cannot happen: we took no more than the room there was
+                self.drop("output_full", len(batch) - sent)
+                q.release(batch[sent:])
+
+    def _return_buffers(self) -> None:
+        returned = self.out.reclaim()
+        if len(returned):
+            self.inputs[0].release(returned)

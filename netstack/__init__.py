@@ -1,0 +1,1 @@
+"""capnet netstack package (built in a later issue)."""

@@ -1,0 +1,137 @@
+"""sDDF queue pairs: an *active* ring carries filled buffers from producer to consumer, a *free*
+ring returns empty buffers to the producer. Both rings live in one sealed region per queue,
+mapped read-write by both ends; the frames live in a separate data region.
+
+Everything that crosses is checked: indices by the rings' shadows, descriptors by the process's
+``BufferLedger`` (bounds, alignment, length, duplicates), so a hostile peer can lose frames it was
+given but never make this end follow a bad descriptor, read garbage, spin or raise.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+from shmring.ledger import BufferLedger
+from shmring.notify import signal
+from shmring.region import Region
+from shmring.ring import RingConsumer, RingProducer, ring_bytes
+from shmring.ring import occupancy as _ring_occupancy
+
+
+def queue_bytes(capacity: int) -> int:
+    size = 2 * ring_bytes(capacity)
+    return (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
+
+
+def occupancy(rings: Region, capacity: int) -> tuple[int, int]:
+    """(frames on the active ring, buffers on the free ring), as the supervisor sees them."""
+    return (_ring_occupancy(rings.mem, 0, capacity),
+            _ring_occupancy(rings.mem, ring_bytes(capacity), capacity))
+
+
+class QueueEnd:
+    def __init__(self, name: str, role: str, rings: Region, data: Region, capacity: int,
+                 ledger: BufferLedger, notify_fd: int | None, wait_fd: int | None) -> None:
+        if role not in ("producer", "consumer"):
+            raise ValueError(f"queue '{name}': role must be producer or consumer, got {role!r}")
+        if rings.size < queue_bytes(capacity):
+            raise ValueError(f"queue '{name}': ring region too small for capacity {capacity}")
+        self.name, self.role, self.capacity = name, role, capacity
+        self.rings, self.data, self.ledger = rings, data, ledger
+        self.notify_fd, self.wait_fd = notify_fd, wait_fd
+        active, free = 0, ring_bytes(capacity)
+        if role == "producer":
+            self._out = RingProducer(rings.mem, active, capacity)
+            self._in = RingConsumer(rings.mem, free, capacity)
+        else:
+            self._in = RingConsumer(rings.mem, active, capacity)
+            self._out = RingProducer(rings.mem, free, capacity)
+        self._dirty = False
+        self.counters: dict[str, int] = {}
+
+    # -- producer side -------------------------------------------------------------------------
+    def send(self, batch: np.ndarray) -> int:
+        """Hand filled buffers to the consumer; returns how many left (the rest stay held)."""
+        self._expect("producer", "send")
+        return self._push(batch, "sent")
+
+    def reclaim(self, max_n: int | None = None) -> np.ndarray:
+        """Empty buffers the consumer returned (validated; now held here)."""
+        self._expect("producer", "reclaim")
+        return self._pull(max_n, "reclaimed")
+
+    def space(self) -> int:
+        """How many descriptors the outgoing ring can take now."""
+        return self._out.free_space()
+
+    # -- consumer side -------------------------------------------------------------------------
+    def receive(self, max_n: int | None = None) -> np.ndarray:
+        """Filled buffers from the producer (validated; now held here)."""
+        self._expect("consumer", "receive")
+        return self._pull(max_n, "received")
+
+    def release(self, batch: np.ndarray) -> int:
+        """Return buffers to the producer; returns how many left (the rest stay held)."""
+        self._expect("consumer", "release")
+        return self._push(batch, "released")
+
+    # -- both ------------------------------------------------------------------------------------
+    def pending(self) -> int:
+        """Descriptors waiting on this end's incoming ring."""
+        return self._in.available()
+
+    def arm(self) -> int:
+        """Request a wake-up on the incoming ring and re-check; 0 means it is safe to sleep."""
+        return self._in.request_signal()
+
+    def disarm(self) -> None:
+        """Withdraw a wake-up request (there is work; signals would only cost the peer)."""
+        self._in.cancel_signal()
+
+    def taken(self) -> int:
+        """Free-running count of descriptors this end has taken off its incoming ring."""
+        return self._in.position()
+
+    def flush(self, force: bool = False) -> bool:
+        """Wake the peer if this end enqueued since the last flush (or ``force``) and the peer
+        asked for a signal."""
+        if not (self._dirty or force):
+            return False
+        self._dirty = False
+        if self.notify_fd is None or not self._out.signal_requested():
+            return False
+        self._out.clear_signal_request()
+        signal(self.notify_fd)
+        return True
+
+    def stats(self) -> dict[str, int]:
+        out = dict(self.counters)
+        out["index_faults"] = self._in.index_faults + self._out.index_faults
+        return out
+
+    # -- internals -------------------------------------------------------------------------------
+    def _expect(self, role: str, what: str) -> None:
+        if self.role != role:
+            raise RuntimeError(f"queue '{self.name}': {what}() is for the {role} end")
+
+    def _push(self, batch: np.ndarray, key: str) -> int:
+        n = min(len(batch), self._out.free_space())
+        if n < len(batch):
+            self.counters["full"] = self.counters.get("full", 0) + len(batch) - n
+        if n == 0:
+            return 0
+        going = self.ledger.surrender(batch[:n], self.counters)
+        sent = self._out.enqueue(going)
+        self.counters[key] = self.counters.get(key, 0) + sent
+        self._dirty = True
+        return n
+
+    def _pull(self, max_n: int | None, key: str) -> np.ndarray:
+        raw = self._in.dequeue(max_n)
+        if not len(raw):
+            return raw
+        good = self.ledger.accept(raw, self.counters)
+        self.counters[key] = self.counters.get(key, 0) + len(good)
+        return good

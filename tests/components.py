@@ -1,0 +1,63 @@
+"""Small well-behaved components used by the harness tests."""
+
+from __future__ import annotations
+
+from harness import Component, ProtectedCallError
+
+
+class Callee(Component):
+    """Answers protected calls: doubles ``x``; counts notifications."""
+
+    def init(self) -> None:
+        self.wakeups = 0
+        self.calls = 0
+
+    def protected(self, channel, msg):
+        self.calls += 1
+        if channel == "control":
+            return {"calls": self.calls, "wakeups": self.wakeups, "echo": msg}
+        if not isinstance(msg, dict) or "x" not in msg:
+            raise ProtectedCallError("expected {'x': number}")
+        return {"doubled": msg["x"] * 2, "from": self.name}
+
+    def notified(self, channel) -> None:
+        self.wakeups += 1
+        print(f"notified on {channel.name}", flush=True)
+
+    def stats(self) -> dict:
+        return {"calls": self.calls, "wakeups": self.wakeups}
+
+
+class Caller(Component):
+    """Calls its peer at init, prints the answers, notifies it, and tries a bad call."""
+
+    def init(self) -> None:
+        channel = next(iter(self.channels.values()))
+        print(f"reply {self.ppcall(channel, {'x': 21})}", flush=True)
+        try:
+            self.ppcall(channel, {"y": 1})
+        except ProtectedCallError as exc:
+            print(f"refused {exc}", flush=True)
+        channel.notify()
+        self.set_timer(self.now() + 20_000_000, "done")
+
+    def timeout(self, token) -> None:
+        self.finish()
+
+
+class CallsUpward(Component):
+    """Holds the callee end of a channel but tries to call through it (not granted)."""
+
+    def init(self) -> None:
+        try:
+            self.ppcall(next(iter(self.channels)), {"x": 1})
+            print("call went through", flush=True)
+        except ProtectedCallError as exc:
+            print(f"no call: {exc}", flush=True)
+
+
+class Crasher(Component):
+    """Raises from init, so the supervisor sees a fault and applies the restart policy."""
+
+    def init(self) -> None:
+        raise RuntimeError(f"{self.name} crashed on purpose")
