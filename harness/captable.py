@@ -47,10 +47,13 @@ def capabilities(system: System, component: str) -> list[tuple[str, str, str]]:
 
 
 def render_check(system: System, console: Console) -> None:
+    """Print the system summary, its warnings and one capability table per component."""
     console.print(f"system '{system.name}' ({system.path}, sha256 {system.sha256[:16]}…): "
                   f"{len(system.components)} components, {len(system.regions)} regions, "
                   f"{len(system.queues)} queues, {len(system.channels)} channels — valid",
                   markup=False, highlight=False)
+    for warning in system.warnings:
+        console.print(str(warning), markup=False, highlight=False)
     for name, spec in sorted(system.components.items(), key=lambda kv: -kv[1].priority):
         table = Table(title=f"{name}: {spec.program}, priority {spec.priority}, "
                             f"restart {spec.restart}", title_justify="left")

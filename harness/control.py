@@ -38,21 +38,28 @@ class ControlServer:
         self.path = path or default_path(system_name)
         self.sock: socket.socket | None = None
 
+    def check_free(self) -> None:
+        """Fail early (before anything starts) if another system holds this path."""
+        if os.path.exists(self.path):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                probe.connect(self.path)
+            except OSError:
+                return
+            finally:
+                probe.close()
+            raise ControlError(f"{self.path}: a system is already running there "
+                               "(stop it, or choose another path with --control)")
+
     def open(self) -> None:
+        self.check_free()
         directory = Path(self.path).parent
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = directory.stat()
         if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
             raise ControlError(f"{directory}: must be owned by you and not accessible to others")
         if os.path.exists(self.path):
-            try:
-                probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-                probe.connect(self.path)
-                probe.close()
-                raise ControlError(f"{self.path}: a system is already running there "
-                                   "(stop it, or choose another path with --control)")
-            except ConnectionRefusedError:
-                os.unlink(self.path)    # left behind by a system that died
+            os.unlink(self.path)        # left behind by a system that died
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         old = os.umask(0o177)
         try:

@@ -482,9 +482,6 @@ def _channels(ck: _Checker, doc: dict, components: dict, all_components: set,
 
 
 def _whole(ck: _Checker, regions, components, queues, channels) -> None:
-    if not components:
-        ck.error("components", "no components defined",
-                 'add at least one [components.NAME] with a program')
     for region in regions:
         if not any(c.perms_for(region) for c in components.values()):
             ck.warn(f"regions.{region}", f"region '{region}' is not mapped by any component")
@@ -539,7 +536,7 @@ def parse_override(text: str) -> tuple[str, list[str], object]:
     if not sep or len(parts) < 2 or not all(parts):
         raise ValueError(f"--set {text!r}: expected COMPONENT.KEY=VALUE")
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        value = raw if "\n" in raw else tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
     return parts[0], parts[1:], value
@@ -601,6 +598,9 @@ def load(path: str | os.PathLike, overrides: Sequence[str] = ()) -> System:
     names: dict[str, int] = {}
     queues = _queues(ck, doc, regions, components, all_components, names)
     channels = _channels(ck, doc, components, all_components, names)
+    if not all_components:
+        ck.error("components", "no components defined",
+                 "add at least one [components.NAME] with a program")
     if not ck.problems:
         _whole(ck, regions, components, queues, channels)
     if ck.problems:

@@ -66,10 +66,9 @@ class Supervisor:
     # -- start ---------------------------------------------------------------------------------
     def start(self) -> None:
         t0 = time.monotonic_ns()
-        self.build = Build.create(self.system)
         if self.control:
-            self.control.open()
-            self._watch(self.control.sock.fileno(), "*", "control-server")
+            self.control.check_free()
+        self.build = Build.create(self.system)
         self._watch(self._signal_r, "*", "signal")
         for name in self.system.components:
             self._launch(name)
@@ -87,6 +86,9 @@ class Supervisor:
             messages.send(record.child.control, {"op": "start"})
             record.state = "running"
         self.launch_ns = time.monotonic_ns() - t0
+        if self.control:        # reachable once every component runs
+            self.control.open()
+            self._watch(self.control.sock.fileno(), "*", "control-server")
         self.started_ns = time.monotonic_ns()
 
     def _launch(self, name: str, resume: bool = False) -> None:

@@ -17,6 +17,7 @@ import signal
 import socket
 
 import numpy as np
+import numpy.random  # noqa: F401  (loaded before confinement, like everything a component uses)
 
 from harness import Component
 

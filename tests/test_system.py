@@ -112,7 +112,7 @@ pp = "low"
 
 
 def test_protected_call_and_notification(tmp_path):
-    proc, summary = run_system(tmp_path, CALLS)
+    proc, summary = run_system(tmp_path, CALLS, "--duration", "1.5")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "[low] reply {'doubled': 42, 'from': 'high'}" in proc.stdout
     assert "[low] refused 'high': expected {'x': number}" in proc.stdout
