@@ -5,6 +5,7 @@
     capnet stats SYSTEM-NAME | --control PATH [--json]
     capnet call SYSTEM-NAME COMPONENT MESSAGE-JSON [--control PATH]
     capnet stop SYSTEM-NAME [--control PATH]
+    capnet gen OUT.pcap [--count N] [--flows F] [--mix imix|small|large] [--seed S]
     capnet bench rings [--json FILE] [--seconds S]
 
 Bad input (description, arguments) prints one clear message per problem and exits with status 2;
@@ -54,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("component")
     call.add_argument("message", metavar="MESSAGE-JSON")
     call.add_argument("--control", metavar="PATH")
+
+    gen = sub.add_parser("gen", help="write a seeded synthetic capture (IPv4/IPv6 TCP/UDP/ICMP)",
+                         add_help=False)
+    gen.add_argument("rest", nargs=argparse.REMAINDER)
 
     bench = sub.add_parser("bench", help="benchmarks against peers, in one run")
     bench.add_argument("what", choices=["rings"])
@@ -161,6 +166,12 @@ def render_summary(summary: dict, out: Console) -> None:
     out.print(f"conservation {verdict}: in {cons['in']} = out {cons['out']} + dropped {dropped} "
               f"{dict(sorted(cons['dropped'].items()))} + pending {cons['pending']}",
               markup=False, highlight=False)
+    failed = [n for n, c in summary["components"].items() if c["faults"]]
+    if not cons["balanced"] and failed:
+        missing = cons["in"] - cons["out"] - dropped - cons["pending"]
+        out.print(f"  {missing} frames unaccounted for: lost with the failed incarnations of "
+                  f"{', '.join(failed)} (what a component held when it died is gone)",
+                  markup=False, highlight=False)
 
 
 def _control_path(args, err: Console) -> str | None:
@@ -218,6 +229,14 @@ def _render_live(result: dict, out: Console) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # commands with parsers of their own get their arguments untouched (including --help)
+    if argv[:1] == ["gen"]:
+        from drivers.capgen import main as gen_main     # a command of the drivers package
+        return gen_main(argv[1:])
+    if argv[:2] == ["bench", "rings"]:
+        from bench.rings import main as bench_rings
+        return bench_rings(argv[2:])
     args = _parser().parse_args(argv)
     wide = None if sys.stdout.isatty() else 140
     out, err = Console(width=wide), Console(stderr=True, width=wide)
@@ -227,9 +246,6 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args, out, err)
     if args.command in ("stats", "call", "stop"):
         return cmd_remote(args, out, err)
-    if args.command == "bench":
-        from bench.rings import main as bench_rings
-        return bench_rings(args.rest)
     return EXIT_BAD_INPUT
 
 

@@ -244,9 +244,14 @@ class _Checker:
         return value
 
     def ref(self, value, key: str, names, what: str) -> bool:
-        if isinstance(value, list):
-            self.error(key, f"a ring has exactly one {key.rsplit('.', 1)[-1]}, got a list "
-                            f"{value!r}")
+        end = key.rsplit(".", 1)[-1]
+        if isinstance(value, list) and end in ("producer", "consumer"):
+            self.error(key, f"a ring has exactly one {end}, got a list {value!r}",
+                       "use one queue per producer/consumer pair")
+            return False
+        if not isinstance(value, str):
+            self.error(key, f"must be the name of a {what}, got {_kind(value)}",
+                       f"{what}s: {', '.join(sorted(names)) or 'none defined'}")
             return False
         if value not in names:
             self.error(key, f"no {what} named {value!r}",
@@ -285,7 +290,10 @@ def _regions(ck: _Checker, doc: dict) -> dict[str, RegionSpec]:
     return out
 
 
-def _components(ck: _Checker, doc: dict, regions: dict) -> dict[str, ComponentSpec]:
+def _components(ck: _Checker, doc: dict, regions: dict,
+                defined_regions: set) -> dict[str, ComponentSpec]:
+    """Valid components only: one with any error is reported and left out, so that later
+    checks do not repeat its problem in other words."""
     out = {}
     for name, raw in ck.table(doc.get("components", {}), "components").items():
         key = f"components.{name}"
@@ -314,14 +322,14 @@ def _components(ck: _Checker, doc: dict, regions: dict) -> dict[str, ComponentSp
         if not isinstance(raw_maps, list):
             ck.error(f"{key}.maps", f"must be an array of {{ region, perms }}, got "
                                     f"{_kind(raw_maps)}")
-            raw_maps = []
+            raw_maps, ok = [], False
         seen = set()
         for i, m in enumerate(raw_maps):
             mkey = f"{key}.maps[{i}]"
             m = ck.table(m, mkey)
             ck.keys(m, mkey, MAP_KEYS)
             region, perms = m.get("region"), m.get("perms", "r")
-            good = ck.ref(region, f"{mkey}.region", regions, "region")
+            good = ck.ref(region, f"{mkey}.region", defined_regions, "region")
             if perms == "w":
                 ck.error(f"{mkey}.perms", "write-only mappings are not supported", "use 'rw'")
                 good = False
@@ -338,6 +346,7 @@ def _components(ck: _Checker, doc: dict, regions: dict) -> dict[str, ComponentSp
             if good:
                 seen.add(region)
                 maps.append(MapSpec(region, perms))
+            ok &= good and region in regions
         restart = ck.choice(raw.get("restart", "never"), f"{key}.restart", RESTART)
         max_restarts = ck.integer(raw.get("max_restarts", 3), f"{key}.max_restarts", 0, 100)
         limits = _limits(ck, raw.get("limits", {}), f"{key}.limits")
@@ -383,6 +392,11 @@ def program_paths(path: str) -> list[str]:
     return list(dict.fromkeys([str(Path(path).resolve().parent), os.getcwd(), root]))
 
 
+def _names(doc: dict, section: str) -> list[str]:
+    table = doc.get(section, {})
+    return list(table) if isinstance(table, dict) else []
+
+
 def _array(ck: _Checker, doc: dict, key: str) -> list:
     value = doc.get(key, [])
     if not isinstance(value, list):
@@ -391,8 +405,8 @@ def _array(ck: _Checker, doc: dict, key: str) -> list:
     return value
 
 
-def _queues(ck: _Checker, doc: dict, regions: dict, components: dict, all_components: set,
-            names: dict) -> dict[str, QueueSpec]:
+def _queues(ck: _Checker, doc: dict, regions: dict, defined_regions: set, components: dict,
+            all_components: set, names: dict) -> dict[str, QueueSpec]:
     out: dict[str, QueueSpec] = {}
     for i, raw in enumerate(_array(ck, doc, "queues")):
         key = f"queues[{i}]"
@@ -417,13 +431,13 @@ def _queues(ck: _Checker, doc: dict, regions: dict, components: dict, all_compon
         names[name] = i
         good = ck.ref(raw["producer"], f"{key}.producer", all_components, "component")
         good &= ck.ref(raw["consumer"], f"{key}.consumer", all_components, "component")
-        good &= ck.ref(raw["data"], f"{key}.data", regions, "region")
+        good &= ck.ref(raw["data"], f"{key}.data", defined_regions, "region")
         capacity = ck.integer(raw.get("capacity", 1024), f"{key}.capacity", 2, 1 << 20)
         if capacity is not None and capacity & (capacity - 1):
             ck.error(f"{key}.capacity", f"must be a power of two, got {capacity}")
             capacity = None
         kind = ck.choice(raw.get("kind", "pair"), f"{key}.kind", QUEUE_KINDS)
-        if not good or capacity is None or kind is None:
+        if not good or capacity is None or kind is None or raw["data"] not in regions:
             continue
         if raw["producer"] == raw["consumer"]:
             ck.error(f"{key}.consumer", f"producer and consumer are both '{raw['producer']}'",
@@ -593,10 +607,11 @@ def load(path: str | os.PathLike, overrides: Sequence[str] = ()) -> System:
         ck.ident(system["name"], "system.name")
     description = system.get("description", "")
     regions = _regions(ck, doc)
-    components = _components(ck, doc, regions)
-    all_components = set(ck.table(doc.get("components", {}), "components"))
+    defined_regions = set(_names(doc, "regions"))
+    components = _components(ck, doc, regions, defined_regions)
+    all_components = set(_names(doc, "components"))
     names: dict[str, int] = {}
-    queues = _queues(ck, doc, regions, components, all_components, names)
+    queues = _queues(ck, doc, regions, defined_regions, components, all_components, names)
     channels = _channels(ck, doc, components, all_components, names)
     if not all_components:
         ck.error("components", "no components defined",

@@ -16,8 +16,11 @@ import sys
 import time
 import traceback
 
+import numpy as np
+
 from harness import messages
 from harness.runtime import Channel, Component, ProtectedCallError
+from shmring.descriptor import descriptors
 from shmring.notify import Waiter, drain, signal
 
 SPIN_NS = 50_000
@@ -228,6 +231,9 @@ class Runtime:
         elif op == "held":
             held = {name: ledger.held_indices().tolist() for name, ledger in self.ledgers.items()}
             messages.send(self.control, {"id": ident, "held": held})
+        elif op == "adopt":
+            self._adopt(str(msg.get("region")), msg.get("indices") or [])
+            messages.send(self.control, {"id": ident, "adopted": True})
         elif op == "call":
             result: dict = {}
             ok = self._entry(self._protected_into, self.control_channel, msg.get("msg"), result)
@@ -236,6 +242,23 @@ class Runtime:
             messages.send(self.control, reply)
             return ok
         return True
+
+    def _adopt(self, region: str, indices: list) -> None:
+        """Take back buffers a dead peer held (the supervisor found them on no ring)."""
+        ledger, pool = self.ledgers.get(region), self.component.pools.get(region)
+        if ledger is None or pool is None:
+            return
+        index = np.asarray([i for i in indices if isinstance(i, int) and 0 <= i < ledger.nbuf],
+                           dtype=np.int64)
+        index = index[~ledger.held[index]]
+        ledger.hold(index)
+        batch = descriptors(len(index))
+        batch["offset"] = index.astype(np.uint64) * np.uint64(ledger.buffer_size)
+        pool.give(batch)
+        self.component.count("buffers_recovered", len(index))
+        for q in self.queues.values():      # tell the component, as a returned buffer would
+            if q.role == "producer" and q.data.name == region:
+                self._entry(self.component.notified, self.channels[q.name])
 
     # -- entry points --------------------------------------------------------------------------
     def _entry(self, fn, *args) -> bool:

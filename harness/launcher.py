@@ -62,7 +62,8 @@ class Build:
             raise
         return build
 
-    def grants(self, name: str, resume: bool = False) -> tuple[dict, list[int], list[int]]:
+    def grants(self, name: str, resume: bool = False, hold: dict[str, list[int]] | None = None,
+               incarnation: int = 0) -> tuple[dict, list[int], list[int]]:
         """The manifest and fds for component ``name``; the third list holds fds to close after
         sending (new fds made for this grant)."""
         system = self.system
@@ -98,6 +99,7 @@ class Build:
             initial = None if resume else system.initial_buffers(region).get(name)
             ledgers.append({"region": region, "buffer_size": system.regions[region].buffer_size,
                             "initial": list(initial) if initial else None,
+                            "hold": (hold or {}).get(region, []),
                             "origin": name in system.origins(region)})
         channels = []
         for ch in system.channels_of(name):
@@ -119,6 +121,7 @@ class Build:
             "name": name, "program": spec.program, "priority": spec.priority,
             "config": spec.config, "regions": regions, "queues": queues, "ledgers": ledgers,
             "channels": channels, "limits": limits, "resume": resume,
+            "incarnation": incarnation,
             "paths": program_paths(system.path),
         }
         return manifest, fds, temporary
@@ -155,7 +158,8 @@ class Child:
         return self.process.pid
 
 
-def spawn(build: Build, name: str, resume: bool = False) -> Child:
+def spawn(build: Build, name: str, resume: bool = False,
+          hold: dict[str, list[int]] | None = None, incarnation: int = 0) -> Child:
     """Start component ``name`` in a fresh interpreter and hand it its grants."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     env = {
@@ -179,7 +183,7 @@ def spawn(build: Build, name: str, resume: bool = False) -> Child:
     finally:
         theirs.close()
     pidfd = os.pidfd_open(process.pid)
-    manifest, fds, temporary = build.grants(name, resume)
+    manifest, fds, temporary = build.grants(name, resume, hold, incarnation)
     try:
         messages.send(ours, manifest, fds)
     finally:

@@ -46,6 +46,9 @@ def _build(manifest: dict, fds: list[int]):
         if led["initial"]:
             first, count = led["initial"]
             ledger.hold_initial(first, count)
+        if led.get("hold"):                 # a restarted origin: the buffers recovered for it
+            ledger.hold(led["hold"])
+        if led.get("origin"):
             pools[led["region"]] = BufferPool(ledger)
         ledgers[led["region"]] = ledger
     queues, channels, wait_fds, serve = {}, {}, {}, {}
@@ -96,6 +99,7 @@ def main(argv: list[str]) -> int:
     component.name = name
     component.config = manifest["config"]
     component.priority = manifest["priority"]
+    component.incarnation = manifest.get("incarnation", 0)
     component.regions = regions
     component.queues = queues
     component.channels = channels

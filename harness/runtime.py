@@ -77,6 +77,7 @@ class Component:
     name: str
     config: dict
     priority: int
+    incarnation: int                 # 0 at first launch, n after the n-th restart
     regions: dict
     queues: dict
     channels: dict

@@ -22,7 +22,7 @@ from harness import messages
 from harness.control import ControlServer
 from harness.description import System
 from harness.launcher import Build, Child, spawn
-from shmring.queue import occupancy
+from shmring.queue import buffers_on_rings, occupancy
 
 READY_TIMEOUT_S = 30.0
 REPLY_TIMEOUT_S = 5.0
@@ -91,9 +91,9 @@ class Supervisor:
             self._watch(self.control.sock.fileno(), "*", "control-server")
         self.started_ns = time.monotonic_ns()
 
-    def _launch(self, name: str, resume: bool = False) -> None:
-        child = spawn(self.build, name, resume)
+    def _launch(self, name: str, resume: bool = False, hold: dict | None = None) -> None:
         record = self.records[name]
+        child = spawn(self.build, name, resume, hold, record.restarts)
         record.child = child
         record.pids.append(child.pid)
         record.state = "starting"
@@ -209,10 +209,12 @@ class Supervisor:
         self._report_fault(fault)
         spec = self.system.components[name]
         again = spec.restart == "always" or (spec.restart == "on-failure" and status != 0)
-        if again and record.restarts < spec.max_restarts and not self.stop_reason:
+        restarting = again and record.restarts < spec.max_restarts and not self.stop_reason
+        recovered = self._recover_buffers(name, to_dead_origin=restarting)
+        if restarting:
             record.restarts += 1
             self.emit(f"capnet: restarting '{name}' ({record.restarts}/{spec.max_restarts})")
-            self._launch(name, resume=True)
+            self._launch(name, resume=True, hold=recovered)
             deadline = time.monotonic() + READY_TIMEOUT_S
             while record.state == "starting" and time.monotonic() < deadline:
                 self.pump(0.05)
@@ -221,6 +223,53 @@ class Supervisor:
                 record.state = "running"
                 return
         record.state = "failed" if status != 0 else "finished"
+
+    # -- buffers a dead component held ---------------------------------------------------------
+    def _recover_buffers(self, dead: str, to_dead_origin: bool) -> dict[str, list[int]]:
+        """Give the buffers a dead component held back to their origin.
+
+        A buffer is in limbo when it is on no ring and held by no live component. The census is
+        taken twice and only buffers missing from both are recovered, so a buffer merely moving
+        between a ring and a component is not mistaken for a lost one. Buffers whose origin is
+        the dead component itself are returned (for its next incarnation to hold at launch);
+        others are handed to their live origin with an ``adopt`` request."""
+        regions = sorted({q.data for q in self.system.queues_of(dead)})
+        for_dead: dict[str, list[int]] = {}
+        for region in regions:
+            first = self._limbo(region, dead)
+            if not first:
+                continue
+            self.pump(0.02)
+            lost = sorted(first & self._limbo(region, dead))
+            for origin, (start, count) in self.system.initial_buffers(region).items():
+                mine = [i for i in lost if start <= i < start + count]
+                if not mine:
+                    continue
+                if origin == dead:
+                    if to_dead_origin:
+                        for_dead[region] = mine
+                elif self.request(origin, {"op": "adopt", "region": region, "indices": mine}):
+                    self.emit(f"capnet: {len(mine)} buffers of '{region}' held by '{dead}' "
+                              f"returned to '{origin}'")
+        return for_dead
+
+    def _limbo(self, region: str, dead: str) -> set[int]:
+        spec = self.system.regions[region]
+        seen: set[int] = set()
+        for q in self.system.queues.values():
+            if q.data == region:
+                offsets = buffers_on_rings(self.build.queues[q.name].rings, q.capacity)
+                seen.update((offsets // spec.buffer_size).tolist())
+        for name, record in self.records.items():
+            if name == dead or not self.system.components[name].perms_for(region):
+                continue
+            if record.state not in ("running", "finished", "ready"):
+                continue
+            reply = self.request(name, {"op": "held"})
+            if reply is None:
+                return set()            # cannot take a census: recover nothing
+            seen.update(reply.get("held", {}).get(region, []))
+        return set(range(spec.size // spec.buffer_size)) - seen
 
     def _drain_stream(self, name: str, stream) -> None:
         """Read what a dead component left in its pipe, then close it."""

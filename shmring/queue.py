@@ -18,6 +18,7 @@ from shmring.notify import signal
 from shmring.region import Region
 from shmring.ring import RingConsumer, RingProducer, ring_bytes
 from shmring.ring import occupancy as _ring_occupancy
+from shmring.ring import peek_offsets
 
 
 def queue_bytes(capacity: int) -> int:
@@ -29,6 +30,12 @@ def occupancy(rings: Region, capacity: int) -> tuple[int, int]:
     """(frames on the active ring, buffers on the free ring), as the supervisor sees them."""
     return (_ring_occupancy(rings.mem, 0, capacity),
             _ring_occupancy(rings.mem, ring_bytes(capacity), capacity))
+
+
+def buffers_on_rings(rings: Region, capacity: int) -> np.ndarray:
+    """Offsets of every buffer on the queue's two rings (the supervisor's view)."""
+    return np.concatenate((peek_offsets(rings.mem, 0, capacity),
+                           peek_offsets(rings.mem, ring_bytes(capacity), capacity)))
 
 
 class QueueEnd:

@@ -139,6 +139,18 @@ class RingConsumer(_RingEnd):
         self._hdr[_SIGNAL] = 0
 
 
+def peek_offsets(buf, offset: int, capacity: int) -> np.ndarray:
+    """Buffer offsets of the descriptors on a ring, as an observer (the supervisor) sees them."""
+    hdr = np.ndarray(_HEAD + 1, dtype=np.uint64, buffer=buf, offset=offset)
+    head = int(hdr[_HEAD])
+    used = (int(hdr[_TAIL]) - head) & M64
+    if used > capacity:
+        return np.empty(0, dtype=np.uint64)
+    slots = np.ndarray(capacity, dtype=DESC_DTYPE, buffer=buf, offset=offset + HEADER)
+    index = (head + np.arange(used, dtype=np.uint64)) & np.uint64(capacity - 1)
+    return slots["offset"][index.astype(np.int64)]
+
+
 def occupancy(buf, offset: int, capacity: int) -> int:
     """Descriptors on a ring as seen by an observer (the supervisor); 0 if indices are nonsense."""
     hdr = np.ndarray(_HEAD + 1, dtype=np.uint64, buffer=buf, offset=offset)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness import Component, ProtectedCallError
+from harness.forward import Forward
 
 
 class Callee(Component):
@@ -61,3 +62,14 @@ class Crasher(Component):
 
     def init(self) -> None:
         raise RuntimeError(f"{self.name} crashed on purpose")
+
+
+class CrashingForward(Forward):
+    """A pass-through whose first incarnation dies holding frames it just received."""
+
+    def notified(self, channel) -> None:
+        if self.incarnation == 0 and self.counters.get("in", 0) >= self.config["crash_after"]:
+            held = self.inputs[0].receive()
+            if len(held):
+                raise RuntimeError(f"crashing while holding {len(held)} frames")
+        super().notified(channel)
