@@ -76,7 +76,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _load(path: str, overrides: list[str], err: Console):
+def _load(path: str, overrides: list[str], err: Console, warnings: bool = True):
     from harness.description import DescriptionError, load
     try:
         system = load(path, overrides)
@@ -86,14 +86,15 @@ def _load(path: str, overrides: list[str], err: Console):
         err.print(f"capnet: {len(exc.problems)} problem(s); nothing was started",
                   markup=False, highlight=False)
         return None
-    for warning in system.warnings:
-        err.print(str(warning), markup=False, highlight=False)
+    if warnings:
+        for warning in system.warnings:
+            err.print(str(warning), markup=False, highlight=False)
     return system
 
 
 def cmd_check(args, out: Console, err: Console) -> int:
     from harness.captable import render_check
-    system = _load(args.system, args.set, err)
+    system = _load(args.system, args.set, err, warnings=False)   # render_check shows them
     if system is None:
         return EXIT_BAD_INPUT
     render_check(system, out)
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # commands with parsers of their own get their arguments untouched (including --help)
     if argv[:1] == ["gen"]:
-        from drivers.capgen import main as gen_main     # a command of the drivers package
+        from drivers.capgen import main as gen_main  # a command of the drivers package
         return gen_main(argv[1:])
     if argv[:2] == ["bench", "rings"]:
         from bench.rings import main as bench_rings

@@ -124,7 +124,7 @@ class System:
         return [c for c in self.channels.values() if component in c.ends]
 
     def origins(self, region: str) -> list[str]:
-        on_region = [q for q in self.queues.values() if q.data == region]
+        on_region = [q for q in self.queues.values() if q.data == region and q.kind == "pair"]
         consumers = {q.consumer for q in on_region}
         return sorted({q.producer for q in on_region if q.producer not in consumers})
 
@@ -499,9 +499,10 @@ def _whole(ck: _Checker, regions, components, queues, channels) -> None:
     for region in regions:
         if not any(c.perms_for(region) for c in components.values()):
             ck.warn(f"regions.{region}", f"region '{region}' is not mapped by any component")
-        if any(q.data == region for q in queues.values()):
-            origins = [q.producer for q in queues.values() if q.data == region and
-                       q.producer not in {x.consumer for x in queues.values() if x.data == region}]
+        pairs = [q for q in queues.values() if q.data == region and q.kind == "pair"]
+        if pairs:
+            origins = [q.producer for q in pairs
+                       if q.producer not in {x.consumer for x in pairs}]
             if not origins:
                 ck.error(f"regions.{region}", f"no component originates buffers of '{region}'",
                          "one producer of a queue on it must consume no queue on it")
@@ -509,6 +510,7 @@ def _whole(ck: _Checker, regions, components, queues, channels) -> None:
                 if components[name].perms_for(region) != "rw":
                     ck.error(f"components.{name}.maps",
                              f"'{name}' originates frames in '{region}' and must map it 'rw'")
+    _check_diodes(ck, regions, components, queues)
     for name in components:
         if not (components[name].maps or any(name in (q.producer, q.consumer)
                                              for q in queues.values())
@@ -516,6 +518,30 @@ def _whole(ck: _Checker, regions, components, queues, channels) -> None:
             ck.warn(f"components.{name}", f"component '{name}' has no regions, queues or "
                                           "channels")
     _check_call_cycles(ck, components, channels)
+
+
+def _check_diodes(ck: _Checker, regions, components, queues) -> None:
+    """A diode owns its data region outright: the producer writes it, the consumer only reads
+    it, and no other queue uses it (buffers are reused by position, never returned)."""
+    keys = {name: f"queues[{i}]" for i, name in enumerate(queues)}
+    for q in queues.values():
+        if q.kind != "diode":
+            continue
+        key = keys[q.name]
+        others = [x.name for x in queues.values() if x.data == q.data and x.name != q.name]
+        if others:
+            ck.error(f"{key}.data", f"the diode's data region '{q.data}' is also used by "
+                                    f"{', '.join(others)}", "give the diode a region of its own")
+        if components[q.producer].perms_for(q.data) != "rw":
+            ck.error(f"{key}.producer", f"'{q.producer}' writes the diode's frames and must map "
+                                        f"'{q.data}' 'rw'")
+        if components[q.consumer].perms_for(q.data) != "r":
+            ck.error(f"{key}.consumer", f"'{q.consumer}' must map the diode's region "
+                                        f"'{q.data}' 'r' (a writable mapping is a way back)")
+        region = regions[q.data]
+        if q.capacity * region.buffer_size > region.size:
+            ck.error(f"{key}.capacity", f"{q.capacity} buffers of {region.buffer_size} B do not "
+                                        f"fit in '{q.data}' ({region.size} B)")
 
 
 def _check_call_cycles(ck: _Checker, components, channels) -> None:

@@ -4,7 +4,8 @@ Only descriptors move; frames stay where their origin wrote them. Buffers the ou
 returns go back up the input queue they came from (a forwarder sits between two queues over the
 same data region). A frame is taken off an input ring only when the output ring has room, so a
 slow consumer pushes back instead of causing drops. ``drop_every = N`` drops every N-th frame
-(counted as ``dropped.sampled``) to exercise conservation accounting.
+(counted as ``dropped.sampled``) to exercise conservation accounting. When the output is a
+diode (``shmring.diode``), frames are copied into it and the input buffers go back at once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ class Forward(Component):
         if len(outs) != 1 or len(self.inputs) != 1:
             raise ValueError(f"{self.name}: needs exactly one input queue and one output queue")
         self.out = outs[0]
-        if any(q.data.name != self.out.data.name for q in self.inputs):
+        self.copying = self.out.kind == "diode"     # frames are copied into a diode
+        if not self.copying and self.inputs[0].data.name != self.out.data.name:
             raise ValueError(f"{self.name}: input and output queues must share one data region")
         self.drop_every = int(self.config.get("drop_every", 0))
         self.seen = 0
@@ -33,7 +35,9 @@ class Forward(Component):
 
     def _forward(self) -> None:
         for q in self.inputs:
-            batch = q.receive(self.out.space())
+            # copying into a diode frees each buffer at once: take no more than can go back
+            room = min(self.out.space(), q.space()) if self.copying else self.out.space()
+            batch = q.receive(room)
             if not len(batch):
                 continue
             self.count("in", len(batch))
@@ -45,6 +49,11 @@ class Forward(Component):
                     self.drop("sampled", int(dropped.sum()))
                     q.release(batch[dropped])
                     batch = batch[~dropped]
+            if self.copying:
+                sent = self.out.send_frames(q.data.array, batch)
+                q.release(batch)            # copied: the buffers go straight back upstream
+                self.count("out", sent)
+                continue
             sent = self.out.send(batch)
             self.count("out", sent)
             if sent < len(batch):         # cannot happen: we took no more than the room there was

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from harness import messages
 from harness.description import System, program_paths
 from shmring import Region, queue_bytes
+from shmring.diode import diode_bytes
 from shmring.notify import make_eventfd
+
 
 @dataclass
 class QueueObjects:
@@ -50,7 +52,8 @@ class Build:
             for spec in system.regions.values():
                 build.regions[spec.name] = Region.create(spec.name, spec.size)
             for q in system.queues.values():
-                rings = Region.create("queue." + q.name, queue_bytes(q.capacity))
+                size = diode_bytes(q.capacity) if q.kind == "diode" else queue_bytes(q.capacity)
+                rings = Region.create("queue." + q.name, size)
                 build.queues[q.name] = QueueObjects(rings, make_eventfd(), make_eventfd())
             for ch in system.channels.values():
                 objs = ChannelObjects({end: make_eventfd() for end in ch.ends})
@@ -85,14 +88,23 @@ class Build:
         for q in system.queues_of(name):
             objs = self.queues[q.name]
             producer = q.producer == name
-            data_regions.add(q.data)
+            rings_fd = objs.rings.fd
+            if q.kind == "diode":       # the consumer of a diode cannot write its rings
+                rings_fd = objs.rings.grant_fd("rw" if producer else "r")
+                temporary.append(rings_fd)
+            else:
+                data_regions.add(q.data)
+            wait = objs.to_producer if producer else objs.to_consumer
+            notify = objs.to_consumer if producer else objs.to_producer
+            diode = q.kind == "diode"   # nothing may travel back: no wake-up for the producer
             queues.append({
                 "name": q.name, "role": "producer" if producer else "consumer",
                 "peer": q.consumer if producer else q.producer,
                 "data": q.data, "capacity": q.capacity, "kind": q.kind,
-                "rings_fd": add(objs.rings.fd),
-                "wait_fd": add(objs.to_producer if producer else objs.to_consumer),
-                "notify_fd": add(objs.to_consumer if producer else objs.to_producer),
+                "buffer_size": system.regions[q.data].buffer_size,
+                "rings_fd": add(rings_fd),
+                "wait_fd": None if diode and producer else add(wait),
+                "notify_fd": None if diode and not producer else add(notify),
             })
         ledgers = []
         for region in sorted(data_regions):

@@ -24,6 +24,7 @@ from harness.eventloop import Runtime
 from harness.runtime import Channel, Component
 from harness.sandbox import Confinement, SandboxError, confine
 from shmring import BufferLedger, BufferPool, QueueEnd, Region
+from shmring.diode import DiodeConsumer, DiodeProducer
 
 
 def _load_program(program: str) -> type[Component]:
@@ -33,6 +34,16 @@ def _load_program(program: str) -> type[Component]:
     if not (isinstance(cls, type) and issubclass(cls, Component)):
         raise TypeError(f"program '{program}' is not a harness.Component subclass")
     return cls
+
+
+def _diode_end(q: dict, fds: list[int], regions: dict):
+    producer = q["role"] == "producer"
+    rings = Region.attach("queue." + q["name"], fds[q["rings_fd"]], "rw" if producer else "r")
+    if producer:
+        return DiodeProducer(q["name"], rings, regions[q["data"]], q["capacity"],
+                             q["buffer_size"], fds[q["notify_fd"]])
+    # a diode's consumer has nothing to write with: no notify descriptor, read-only mappings
+    return DiodeConsumer(q["name"], rings, regions[q["data"]], q["capacity"], q["buffer_size"])
 
 
 def _build(manifest: dict, fds: list[int]):
@@ -53,12 +64,16 @@ def _build(manifest: dict, fds: list[int]):
         ledgers[led["region"]] = ledger
     queues, channels, wait_fds, serve = {}, {}, {}, {}
     for q in manifest["queues"]:
-        rings = Region.attach("queue." + q["name"], fds[q["rings_fd"]], "rw")
-        queues[q["name"]] = QueueEnd(q["name"], q["role"], rings, regions[q["data"]],
-                                     q["capacity"], ledgers[q["data"]],
-                                     fds[q["notify_fd"]], fds[q["wait_fd"]])
+        if q.get("kind") == "diode":
+            queues[q["name"]] = _diode_end(q, fds, regions)
+        else:
+            rings = Region.attach("queue." + q["name"], fds[q["rings_fd"]], "rw")
+            queues[q["name"]] = QueueEnd(q["name"], q["role"], rings, regions[q["data"]],
+                                         q["capacity"], ledgers[q["data"]],
+                                         fds[q["notify_fd"]], fds[q["wait_fd"]])
         channels[q["name"]] = Channel(q["name"], "queue", q["peer"])
-        wait_fds[q["name"]] = fds[q["wait_fd"]]
+        if q["wait_fd"] is not None:
+            wait_fds[q["name"]] = fds[q["wait_fd"]]
     for c in manifest["channels"]:
         call = None
         if c.get("call_fd") is not None:

@@ -14,7 +14,6 @@ import itertools
 import os
 import select
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 
@@ -257,7 +256,7 @@ class Supervisor:
         spec = self.system.regions[region]
         seen: set[int] = set()
         for q in self.system.queues.values():
-            if q.data == region:
+            if q.data == region and q.kind == "pair":
                 offsets = buffers_on_rings(self.build.queues[q.name].rings, q.capacity)
                 seen.update((offsets // spec.buffer_size).tolist())
         for name, record in self.records.items():
@@ -391,7 +390,8 @@ class Supervisor:
 
     def _wait_drained(self, name: str) -> None:
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        queues = [q for q in self.system.queues.values() if q.consumer == name]
+        queues = [q for q in self.system.queues.values()
+                  if q.consumer == name and q.kind == "pair"]
         while time.monotonic() < deadline and self.records[name].state in ("running", "finished"):
             if all(occupancy(self.build.queues[q.name].rings, q.capacity)[0] == 0 for q in queues):
                 return

@@ -16,9 +16,8 @@ import numpy as np
 from shmring.ledger import BufferLedger
 from shmring.notify import signal
 from shmring.region import Region
-from shmring.ring import RingConsumer, RingProducer, ring_bytes
+from shmring.ring import RingConsumer, RingProducer, peek_offsets, ring_bytes
 from shmring.ring import occupancy as _ring_occupancy
-from shmring.ring import peek_offsets
 
 
 def queue_bytes(capacity: int) -> int:
@@ -39,6 +38,7 @@ def buffers_on_rings(rings: Region, capacity: int) -> np.ndarray:
 
 
 class QueueEnd:
+    kind = "pair"
     def __init__(self, name: str, role: str, rings: Region, data: Region, capacity: int,
                  ledger: BufferLedger, notify_fd: int | None, wait_fd: int | None) -> None:
         if role not in ("producer", "consumer"):

@@ -73,3 +73,18 @@ class CrashingForward(Forward):
             if len(held):
                 raise RuntimeError(f"crashing while holding {len(held)} frames")
         super().notified(channel)
+
+
+class IdleConsumer(Component):
+    """Takes nothing off its queues."""
+
+
+class DiodeScribbler(Component):
+    """The consumer end of a diode that tries to write into the diode's ring region."""
+
+    def init(self) -> None:
+        import ctypes  # noqa: F401  (already loaded by numpy; no file access needed)
+        q = next(iter(self.queues.values()))
+        print(f"ring mapping writable: {q.rings.array.flags.writeable}", flush=True)
+        ctypes.memset(q.rings.array.ctypes.data, 0xFF, 64)
+        print("scribbled the diode", flush=True)
