@@ -37,6 +37,9 @@ def capabilities(system: System, component: str) -> list[tuple[str, str, str]]:
         elif ch.pp == peer:
             detail += f"; called by {peer}"
         rows.append(("channel", ch.name, detail))
+    for i, dev in enumerate(spec.devices):
+        how = "read" if dev.mode == "r" else "write (created/truncated)"
+        rows.append(("device", f"{dev.kind}[{i}]", f"{dev.path}, {how}"))
     for region in sorted({q.data for q in system.queues_of(component)}):
         first_count = system.initial_buffers(region).get(component)
         if first_count:

@@ -34,7 +34,11 @@ SIZE_TEXT = re.compile(r"\s*(\d+)\s*([A-Za-z]*)\s*$")
 
 SYSTEM_KEYS = ("name", "description")
 REGION_KEYS = ("size", "buffer_size")
-COMPONENT_KEYS = ("program", "priority", "config", "maps", "restart", "max_restarts", "limits")
+COMPONENT_KEYS = ("program", "priority", "config", "maps", "restart", "max_restarts", "limits",
+                  "devices")
+DEVICE_KEYS = ("kind", "path", "mode")
+DEVICE_KINDS = ("file",)
+DEVICE_MODES = ("r", "w")
 MAP_KEYS = ("region", "perms")
 LIMIT_KEYS = ("memory", "cpu_seconds", "open_files")
 QUEUE_KEYS = ("name", "producer", "consumer", "data", "capacity", "kind")
@@ -65,6 +69,18 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class DeviceSpec:
+    """Something outside the system that the harness opens and grants as a descriptor.
+
+    ``file``: a file opened read-only (``r``) or created/truncated for writing (``w``); a relative
+    path is relative to the description's folder."""
+
+    kind: str
+    mode: str
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class ComponentSpec:
     name: str
     program: str
@@ -74,6 +90,7 @@ class ComponentSpec:
     restart: str = "never"
     max_restarts: int = 3
     limits: Limits = Limits()
+    devices: tuple[DeviceSpec, ...] = ()
 
     @property
     def module(self) -> str:
@@ -350,10 +367,38 @@ def _components(ck: _Checker, doc: dict, regions: dict,
         restart = ck.choice(raw.get("restart", "never"), f"{key}.restart", RESTART)
         max_restarts = ck.integer(raw.get("max_restarts", 3), f"{key}.max_restarts", 0, 100)
         limits = _limits(ck, raw.get("limits", {}), f"{key}.limits")
-        if ok and None not in (priority, restart, max_restarts, limits):
+        devices = _devices(ck, raw.get("devices", []), f"{key}.devices")
+        if ok and None not in (priority, restart, max_restarts, limits, devices):
             out[name] = ComponentSpec(name, program, priority, config, tuple(maps), restart,
-                                      max_restarts, limits)
+                                      max_restarts, limits, devices)
     return out
+
+
+def _devices(ck: _Checker, raw, key: str) -> tuple[DeviceSpec, ...] | None:
+    if not isinstance(raw, list):
+        ck.error(key, f"must be an array of {{ kind, path, mode }}, got {_kind(raw)}")
+        return None
+    out, good = [], True
+    for i, dev in enumerate(raw):
+        dkey = f"{key}[{i}]"
+        dev = ck.table(dev, dkey)
+        ck.keys(dev, dkey, DEVICE_KEYS)
+        kind = ck.choice(dev.get("kind"), f"{dkey}.kind", DEVICE_KINDS)
+        mode = ck.choice(dev.get("mode", "r"), f"{dkey}.mode", DEVICE_MODES)
+        path = dev.get("path")
+        if not isinstance(path, str) or not path:
+            ck.error(f"{dkey}.path", f"a file device needs a path, got {path!r}")
+            good = False
+        elif mode == "r":
+            full = Path(ck.path).resolve().parent / path
+            if not full.is_file():
+                ck.error(f"{dkey}.path", f"no such file: {full}")
+                good = False
+        if kind is None or mode is None:
+            good = False
+        if good:
+            out.append(DeviceSpec(kind, mode, path))
+    return tuple(out) if good else None
 
 
 def _limits(ck: _Checker, raw, key: str) -> Limits | None:

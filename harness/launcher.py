@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -126,13 +127,18 @@ class Build:
                 else:
                     entry["serve_fd"] = add(objs.call[1].fileno())
             channels.append(entry)
+        devices = []
+        for dev in spec.devices:
+            fd = _open_device(system, dev)
+            temporary.append(fd)
+            devices.append({"kind": dev.kind, "mode": dev.mode, "path": dev.path, "fd": add(fd)})
         limits = {k: v for k, v in (("memory", spec.limits.memory),
                                      ("cpu_seconds", spec.limits.cpu_seconds),
                                      ("open_files", spec.limits.open_files)) if v is not None}
         manifest = {
             "name": name, "program": spec.program, "priority": spec.priority,
             "config": spec.config, "regions": regions, "queues": queues, "ledgers": ledgers,
-            "channels": channels, "limits": limits, "resume": resume,
+            "channels": channels, "limits": limits, "resume": resume, "devices": devices,
             "incarnation": incarnation,
             "paths": program_paths(system.path),
         }
@@ -154,6 +160,14 @@ class Build:
         self.regions.clear()
         self.queues.clear()
         self.channels.clear()
+
+
+def _open_device(system: System, dev) -> int:
+    """Open a device for a component (the component itself can open nothing)."""
+    path = Path(system.path).resolve().parent / dev.path
+    if dev.mode == "r":
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
 
 
 @dataclass

@@ -21,7 +21,7 @@ import numpy  # noqa: F401  (imported before confinement: components rely on it)
 
 from harness import messages
 from harness.eventloop import Runtime
-from harness.runtime import Channel, Component
+from harness.runtime import Channel, Component, Device
 from harness.sandbox import Confinement, SandboxError, confine
 from shmring import BufferLedger, BufferPool, QueueEnd, Region
 from shmring.diode import DiodeConsumer, DiodeProducer
@@ -101,7 +101,9 @@ def main(argv: list[str]) -> int:
         regions, ledgers, pools, queues, channels, wait_fds, serve = _build(manifest, fds)
         limits = manifest.get("limits", {})
         keep = set(fds) | {control.fileno()}
+        writes = any(d["mode"] == "w" for d in manifest.get("devices", []))
         report = confine(Confinement(keep_fds=tuple(sorted(keep)),
+                                     file_size=None if writes else 0,
                                      memory=limits.get("memory"),
                                      cpu_seconds=limits.get("cpu_seconds"),
                                      open_files=limits.get("open_files")))
@@ -119,6 +121,8 @@ def main(argv: list[str]) -> int:
     component.queues = queues
     component.channels = channels
     component.pools = pools
+    component.devices = [Device(d["kind"], d["mode"], d["path"], fds[d["fd"]])
+                         for d in manifest.get("devices", [])]
     component.counters = {}
     runtime = Runtime(component, control, channels, serve, wait_fds, ledgers)
     for ch in channels.values():

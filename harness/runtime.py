@@ -13,7 +13,8 @@ The runtime calls one entry point at a time:
 - ``stop()`` once, during an orderly shutdown, before the final counters are taken.
 
 Services: ``self.queues[name]`` (``shmring.QueueEnd``), ``self.regions[name]`` (``shmring.Region``),
-``self.pools[region]`` (free buffers of regions this component originates), ``self.config``,
+``self.pools[region]`` (free buffers of regions this component originates), ``self.devices``
+(descriptors the harness opened for it: files, later TAP and AF_PACKET), ``self.config``,
 ``self.now()`` (monotonic ns), ``self.ppcall(channel, msg)``, ``channel.notify()`` (deferred until
 the entry point returns, like ``microkit_notify``), ``self.set_timer(deadline_ns, token)``,
 ``self.count(name, n)`` / ``self.drop(reason, n)`` for the frame counters that prove conservation
@@ -27,10 +28,21 @@ files, so a lazy import inside an entry point fails.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harness.eventloop import Runtime
+
+
+@dataclass(frozen=True)
+class Device:
+    """A granted device: the descriptor the harness opened for this component."""
+
+    kind: str
+    mode: str
+    path: str
+    fd: int
 
 
 class ProtectedCallError(Exception):
@@ -82,6 +94,7 @@ class Component:
     queues: dict
     channels: dict
     pools: dict
+    devices: list[Device]
     counters: dict[str, int]
     _runtime: Runtime
 

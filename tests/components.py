@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from harness import Component, ProtectedCallError
 from harness.forward import Forward
 
@@ -88,3 +90,15 @@ class DiodeScribbler(Component):
         print(f"ring mapping writable: {q.rings.array.flags.writeable}", flush=True)
         ctypes.memset(q.rings.array.ctypes.data, 0xFF, 64)
         print("scribbled the diode", flush=True)
+
+
+class DeviceEcho(Component):
+    """Copies its read device to its write device, upper-cased, then finishes."""
+
+    def init(self) -> None:
+        source = next(d for d in self.devices if d.mode == "r")
+        sink = next(d for d in self.devices if d.mode == "w")
+        data = os.read(source.fd, 1 << 16)
+        os.write(sink.fd, data.upper())
+        print(f"copied {len(data)} bytes from {source.path}", flush=True)
+        self.finish()

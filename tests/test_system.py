@@ -237,3 +237,32 @@ def test_restart_gives_a_dead_components_buffers_back(tmp_path):
     assert cons["in"] - cons["out"] == recovered
     assert f"{recovered} frames unaccounted for: lost with the failed incarnations of fwd" \
         in proc.stdout
+
+
+def test_devices_are_opened_by_the_harness_and_granted(tmp_path):
+    (tmp_path / "in.txt").write_text("frames from outside")
+    proc, _summary = run_system(tmp_path, """
+[system]
+name = "dev"
+
+[components.echo]
+program = "tests.components:DeviceEcho"
+devices = [{ kind = "file", path = "in.txt", mode = "r" },
+           { kind = "file", path = "out.txt", mode = "w" }]
+""", "--duration", "2")
+    assert "[echo] copied 19 bytes from in.txt" in proc.stdout, proc.stdout + proc.stderr
+    assert (tmp_path / "out.txt").read_text() == "FRAMES FROM OUTSIDE"
+
+
+def test_a_missing_input_device_is_a_description_error(tmp_path):
+    system = write_system(tmp_path / "s.toml", """
+[system]
+name = "dev"
+
+[components.echo]
+program = "tests.components:DeviceEcho"
+devices = [{ kind = "file", path = "nosuch.pcap", mode = "r" }]
+""")
+    proc = capnet("check", str(system))
+    assert proc.returncode == 2
+    assert "components.echo.devices[0].path: no such file" in proc.stderr
