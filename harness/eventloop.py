@@ -115,6 +115,8 @@ class Runtime:
             keys = waiter.wait(self._timeout_ns(), SPIN_NS, poll=self._any_pending)
             self._stalled.clear()       # news, or a bounded sleep ended: offer everything again
             for kind, name in keys:
+                if self._stopping:      # the final counters are taken: run nothing more
+                    break
                 if not self._dispatch(kind, name):
                     return 1
         return 0

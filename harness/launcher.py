@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness import messages
 from harness.description import System, program_paths

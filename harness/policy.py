@@ -252,7 +252,9 @@ def render(verdict: Verdict, console, path_pairs=()) -> None:
                        f"{len(verdict.flows)} flows", style="bold"))
     if policy is not None:
         if verdict.violations:
-            console.print(Text(f"{len(verdict.violations)} flows violate the policy:",
+            n = len(verdict.violations)
+            verb = "flows violate" if n > 1 else "flow violates"
+            console.print(Text(f"{n} {verb} the policy:",
                                style="bold red"))
             for message in verdict.messages():
                 console.print(Text("  " + message, style="red"))
