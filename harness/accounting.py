@@ -3,7 +3,9 @@
 Each component counts ``in`` (frames it received or, for a source, created), ``out`` (frames it
 passed on or, for a sink, delivered) and ``dropped.<reason>``; a component that still holds frames
 when stopped reports them as ``pending``. Descriptors a queue end refused (out of bounds,
-duplicate, ...) never reach the component and are counted by the queue as ``rejected``.
+duplicate, ...) never reach the component and are counted by the queue as ``rejected``; frames a
+diode's producer overwrote before its consumer read them are counted by the consumer's end as
+``overrun``.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ _REJECT_KEYS = ("bad_offset", "bad_alignment", "bad_length", "duplicate")
 def _numbers(stats: dict | None) -> dict:
     counters = (stats or {}).get("counters", {})
     dropped = {k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("dropped.")}
-    rejected = 0
-    for name, q in (stats or {}).get("queues", {}).items():
-        del name
+    rejected = overrun = 0
+    for q in (stats or {}).get("queues", {}).values():
         rejected += sum(int(q.get(k, 0)) for k in _REJECT_KEYS)
+        overrun += int(q.get("overrun", 0))
     return {"in": int(counters.get("in", 0)), "out": int(counters.get("out", 0)),
-            "dropped": dropped, "pending": int(counters.get("pending", 0)), "rejected": rejected}
+            "dropped": dropped, "pending": int(counters.get("pending", 0)), "rejected": rejected,
+            "overrun": overrun}
 
 
 def conservation(system: System, components: dict) -> dict:
@@ -43,6 +46,8 @@ def conservation(system: System, components: dict) -> dict:
             dropped[reason] = dropped.get(reason, 0) + count
         if n["rejected"]:
             dropped["rejected_descriptor"] = dropped.get("rejected_descriptor", 0) + n["rejected"]
+        if n["overrun"]:
+            dropped["diode_overrun"] = dropped.get("diode_overrun", 0) + n["overrun"]
     pending = sum(n["pending"] for n in per.values())
     return {"components": per, "in": frames_in, "out": frames_out, "dropped": dropped,
             "pending": pending,

@@ -5,6 +5,7 @@
     capnet stats SYSTEM-NAME | --control PATH [--json]
     capnet call SYSTEM-NAME COMPONENT MESSAGE-JSON [--control PATH]
     capnet stop SYSTEM-NAME [--control PATH]
+    capnet replay CAPTURE [-w OUT] [--topspeed | --multiplier X | --pps N | --mbps N] ...
     capnet gen OUT.pcap [--count N] [--flows F] [--mix imix|small|large] [--seed S]
     capnet bench rings [--json FILE] [--seconds S]
 
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("message", metavar="MESSAGE-JSON")
     call.add_argument("--control", metavar="PATH")
 
+    sub.add_parser("replay", help="replay a capture through a pipeline; latency and counters")
     gen = sub.add_parser("gen", help="write a seeded synthetic capture (IPv4/IPv6 TCP/UDP/ICMP)",
                          add_help=False)
     gen.add_argument("rest", nargs=argparse.REMAINDER)
@@ -235,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["gen"]:
         from drivers.capgen import main as gen_main  # a command of the drivers package
         return gen_main(argv[1:])
+    if argv[:1] == ["replay"]:
+        from drivers.replay import main as replay_main  # a command of the drivers package
+        return replay_main(argv[1:])
     if argv[:2] == ["bench", "rings"]:
         from bench.rings import main as bench_rings
         return bench_rings(argv[2:])

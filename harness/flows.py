@@ -115,13 +115,14 @@ def _device_flows(system) -> list[Flow]:
     for comp in system.components.values():
         for i, dev in enumerate(getattr(comp, "devices", ())):
             key = f"components.{comp.name}.devices[{i}]"
+            what = f"{dev.kind} {getattr(dev, 'path', '')}".strip()
             if "r" in dev.mode:
                 out.append(Flow(OUTSIDE, comp.name, "device", key,
-                                f"device {dev.kind} ({dev.mode}): {comp.name} reads what the "
-                                f"outside world sends"))
+                                f"device {what} ({dev.mode}): {comp.name} reads what the "
+                                f"outside world gives it"))
             if "w" in dev.mode:
                 out.append(Flow(comp.name, OUTSIDE, "device", key,
-                                f"device {dev.kind} ({dev.mode}): {comp.name} sends to the "
+                                f"device {what} ({dev.mode}): {comp.name} writes to the "
                                 f"outside world"))
     return out
 

@@ -173,7 +173,7 @@ def _device_edges(system, bad_keys: set[str]) -> list[str]:
     for comp in system.components.values():
         for i, dev in enumerate(getattr(comp, "devices", ())):
             bad = f"components.{comp.name}.devices[{i}]" in bad_keys
-            label = f"{dev.kind} ({dev.mode})"
+            label = f"{dev.kind} {getattr(dev, 'path', '')} ({dev.mode})"
             if dev.mode == "w":
                 lines.append(_edge("c:" + comp.name, OUTSIDE, bad, label=label))
             else:

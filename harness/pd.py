@@ -18,6 +18,8 @@ import time
 import traceback
 
 import numpy  # noqa: F401  (imported before confinement: components rely on it)
+import numpy.ma  # noqa: F401  (numpy imports these lazily, e.g. inside np.unique; once
+import numpy.random  # noqa: F401  confined, a lazy import cannot read its files)
 
 from harness import messages
 from harness.eventloop import Runtime

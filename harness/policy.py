@@ -106,11 +106,12 @@ class _Lines:
                 self.keys.setdefault(f"{section}.{name}" if section else name, n)
 
     def key(self, key: str) -> tuple[int | None, int | None]:
+        key = re.sub(r"\[\d+\]$", "", key)
         n = self.keys.get(key, self.keys.get(key.split(".")[0]))
         return (None, None) if n is None else (n + 1, 1)
 
     def value(self, key: str, value: str) -> tuple[int | None, int | None]:
-        start = self.keys.get(key)
+        start = self.keys.get(re.sub(r"\[\d+\]$", "", key))
         if start is None:
             return self.key(key)
         for n in range(start, len(self.lines)):
@@ -134,6 +135,8 @@ def load_policy(path, system) -> Policy:
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
         line, col = (int(m.group(1)), int(m.group(2))) if m else (None, None)
+        if line is None and "at end of document" in str(exc):
+            line = max(1, len(text.splitlines()))
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise DescriptionError([Problem(path, "", f"not valid TOML: {message}", line=line,
                                         column=col)]) from None

@@ -337,8 +337,9 @@ class Supervisor:
         except BlockingIOError:
             pass
 
-    def run(self, duration_s: float | None = None) -> str:
-        """Pump events until a stop condition; returns the reason."""
+    def run(self, duration_s: float | None = None, tick=None) -> str:
+        """Pump events until a stop condition; returns the reason. ``tick()``, if given, is
+        called between pumps (at most every 0.2 s), e.g. to draw progress."""
         sources = [n for n in self.system.components if not self._inputs(n)]
         deadline = None if duration_s is None else time.monotonic() + duration_s
         while self.stop_reason is None:
@@ -347,6 +348,8 @@ class Supervisor:
                 self.stop_reason = "duration reached"
                 break
             self.pump(0.2 if left is None else min(left, 0.2))
+            if tick is not None:
+                tick()
             if sources and all(self.records[n].state in ("finished", "failed", "stopped")
                                for n in sources):
                 if any(self.records[n].state == "finished" for n in sources):

@@ -21,14 +21,6 @@ def _bump(counters: dict, key: str, n: int) -> None:
         counters[key] = counters.get(key, 0) + int(n)
 
 
-def _first_occurrences(index: np.ndarray) -> np.ndarray:
-    """Mask of the first occurrence of each value in ``index``."""
-    first = np.zeros(len(index), dtype=bool)
-    _, where = np.unique(index, return_index=True)
-    first[where] = True
-    return first
-
-
 class BufferLedger:
     def __init__(self, region_size: int, buffer_size: int) -> None:
         if buffer_size <= 0 or buffer_size & (buffer_size - 1):
@@ -37,6 +29,11 @@ class BufferLedger:
         self.nbuf = region_size // buffer_size
         self._shift = buffer_size.bit_length() - 1
         self.held = np.zeros(self.nbuf, dtype=bool)
+        self._limit = np.uint64(self.nbuf * buffer_size)
+        self._misalign = np.uint64(buffer_size - 1)
+        self._ushift = np.uint64(self._shift)
+        self._scratch = np.zeros(self.nbuf, dtype=np.intp)    # buffer -> position in a batch
+        self._positions = np.arange(256, dtype=np.intp)
 
     def hold_initial(self, first: int, count: int) -> None:
         if first < 0 or count < 0 or first + count > self.nbuf:
@@ -46,38 +43,58 @@ class BufferLedger:
     def hold(self, indices) -> None:
         self.held[np.asarray(indices, dtype=np.int64)] = True
 
-    def _index(self, batch: np.ndarray, counters: dict) -> tuple[np.ndarray, np.ndarray]:
-        """Buffer index of each descriptor and the mask of those that are well formed."""
+    def _index(self, batch: np.ndarray, counters: dict) -> tuple[np.ndarray, np.ndarray | None]:
+        """Buffer index of each descriptor, and the mask of the well-formed ones (None: all)."""
         offset = batch["offset"]
-        in_region = offset < np.uint64(self.nbuf * self.buffer_size)
-        aligned = (offset & np.uint64(self.buffer_size - 1)) == 0
+        index = offset >> self._ushift
+        in_region = index < self.nbuf
+        aligned = (offset & self._misalign) == 0
         length_ok = batch["length"] <= self.buffer_size
+        ok = in_region & aligned & length_ok
+        if np.count_nonzero(ok) == len(ok):
+            return index.astype(np.intp), None
         _bump(counters, "bad_offset", np.count_nonzero(~in_region))
         _bump(counters, "bad_alignment", np.count_nonzero(in_region & ~aligned))
         _bump(counters, "bad_length", np.count_nonzero(in_region & aligned & ~length_ok))
-        ok = in_region & aligned & length_ok
-        index = np.where(ok, offset >> np.uint64(self._shift), 0).astype(np.int64)
-        return index, ok
+        return np.where(ok, index, 0).astype(np.intp), ok
+
+    def _filter(self, batch: np.ndarray, counters: dict, want_held: bool, reason: str,
+                ) -> np.ndarray:
+        """The descriptors whose buffer is well formed and (not) held, one per buffer; flips
+        their buffers' state and counts the rest under ``reason``."""
+        n = len(batch)
+        if not n:
+            return batch
+        index, ok = self._index(batch, counters)
+        if ok is not None and not ok.any():
+            return batch[:0]
+        good = self.held[index] if want_held else ~self.held[index]
+        if ok is not None:
+            good &= ok
+        if n > 1:
+            # A buffer named twice counts once: each candidate writes its position into its
+            # buffer's scratch slot and only the one that reads its own position back stays.
+            if len(self._positions) < n:
+                self._positions = np.arange(n, dtype=np.intp)
+            position = self._positions[:n]
+            self._scratch[index[good]] = position[good]
+            good &= self._scratch[index] == position
+        kept = np.count_nonzero(good)
+        self.held[index[good]] = not want_held
+        lost = n - kept - (0 if ok is None else n - np.count_nonzero(ok))
+        _bump(counters, reason, lost)
+        return batch if kept == n else batch[good]
 
     def accept(self, batch: np.ndarray, counters: dict) -> np.ndarray:
-        """Validate descriptors arriving here; returns the good ones, now held."""
-        if not len(batch):
-            return batch
-        index, ok = self._index(batch, counters)
-        fresh = ok & ~self.held[index] & _first_occurrences(np.where(ok, index, -1))
-        _bump(counters, "duplicate", np.count_nonzero(ok & ~fresh))
-        self.held[index[fresh]] = True
-        return batch if fresh.all() else batch[fresh]
+        """Validate descriptors arriving here; returns the good ones, now held. Rejections are
+        counted by reason: bad_offset, bad_alignment, bad_length, duplicate (already held here
+        or named twice in the batch)."""
+        return self._filter(batch, counters, False, "duplicate")
 
     def surrender(self, batch: np.ndarray, counters: dict) -> np.ndarray:
-        """Descriptors leaving here: only held buffers may go; they are no longer held."""
-        if not len(batch):
-            return batch
-        index, ok = self._index(batch, counters)
-        mine = ok & self.held[index] & _first_occurrences(np.where(ok, index, -1))
-        _bump(counters, "not_held", np.count_nonzero(ok & ~mine))
-        self.held[index[mine]] = False
-        return batch if mine.all() else batch[mine]
+        """Descriptors leaving here: only held buffers may go (others are counted ``not_held``
+        and removed); those that go are no longer held."""
+        return self._filter(batch, counters, True, "not_held")
 
     def held_count(self) -> int:
         return int(np.count_nonzero(self.held))

@@ -19,6 +19,9 @@ from shmring.region import Region
 from shmring.ring import RingConsumer, RingProducer, peek_offsets, ring_bytes
 from shmring.ring import occupancy as _ring_occupancy
 
+STAT_KEYS = ("sent", "received", "released", "reclaimed", "full", "bad_offset", "bad_alignment",
+             "bad_length", "duplicate", "not_held", "index_faults")
+
 
 def queue_bytes(capacity: int) -> int:
     size = 2 * ring_bytes(capacity)
@@ -38,7 +41,10 @@ def buffers_on_rings(rings: Region, capacity: int) -> np.ndarray:
 
 
 class QueueEnd:
+    """One end of a queue pair; see the module docstring. Not thread-safe (one PD, one end)."""
+
     kind = "pair"
+
     def __init__(self, name: str, role: str, rings: Region, data: Region, capacity: int,
                  ledger: BufferLedger, notify_fd: int | None, wait_fd: int | None) -> None:
         if role not in ("producer", "consumer"):
@@ -114,9 +120,18 @@ class QueueEnd:
         return True
 
     def stats(self) -> dict[str, int]:
-        out = dict(self.counters)
+        """Counters: sent/received, released/reclaimed, full (refused for lack of space),
+        bad_offset/bad_alignment/bad_length/duplicate, not_held, index_faults."""
+        out = dict.fromkeys(STAT_KEYS, 0)
+        out.update(self.counters)
         out["index_faults"] = self._in.index_faults + self._out.index_faults
         return out
+
+    def close(self) -> None:
+        """Let go of the ring region's memory (the regions themselves are closed by their
+        owner); idempotent."""
+        self._in.close()
+        self._out.close()
 
     # -- internals -------------------------------------------------------------------------------
     def _expect(self, role: str, what: str) -> None:

@@ -4,22 +4,28 @@ Layout at the ring's offset (64-byte lines so the two ends never write the same 
 
     +0    tail              u64  written by the producer only: free-running count of enqueues
     +64   head              u64  written by the consumer only: free-running count of dequeues
-    +128  signal_requested  u64  the consumer sets it to ask to be woken; the producer clears it
+    +128  signal_requested  u32  the consumer sets it to ask to be woken; the producer clears it
     +192  slots             capacity x 32-byte descriptors (shmring.descriptor.DESC_DTYPE)
 
-Indices run free over 64 bits and wrap at 2**64; all comparisons are modular. The capacity is a
-private constructor argument of each end, never read from shared memory (sDDF notes that a
-writable capacity lets a peer cause out-of-bounds accesses).
+Indices run free over 64 bits and wrap at 2**64; every comparison is modular (``M64`` masks).
+The capacity is a private constructor argument of each end, never read from shared memory (sDDF
+notes that a writable capacity lets a peer cause out-of-bounds accesses).
 
 Each end keeps a *shadow* of both indices and only ever writes its own. The peer's index is
 validated against the shadow before use: a producer accepts a head only between the last head it
-saw and its own tail; a consumer accepts a tail only if it is no more than ``capacity`` ahead of
-its head and did not move backwards. A bad value is counted in ``index_faults`` and ignored, so a
-peer scribbling on the indices cannot make this end read outside the slots, spin, or raise.
+saw and its own tail; a consumer accepts a tail only if it did not move backwards and is no more
+than ``capacity`` ahead of its head. A bad value is counted in ``index_faults`` and ignored (the
+last good value stands), so a peer scribbling on the indices cannot make this end read outside
+the slots, spin, or raise.
 
-Ordering: slots are written before the index that publishes them. On x86-64 (TSO) stores are not
-reordered with other stores, which is all this needs; the signal protocol's store-then-load pairs
-may be reordered, so sleepers block with a bounded timeout (``shmring.notify``).
+Copies are whole byte ranges (one or two slices when the batch wraps). The consumer copies the
+slots out *before* it publishes its head, so a hostile producer that rewrites slots afterwards
+cannot change what was validated.
+
+Ordering: slots are written before the index that publishes them. x86-64 is TSO: stores are not
+reordered with other stores and loads not with other loads, which is all the data path needs.
+The signal protocol's store-then-load pairs may be reordered, so sleepers block with a bounded
+timeout (``shmring.notify``) and a rare lost wake-up costs at most that.
 """
 
 from __future__ import annotations
@@ -29,22 +35,40 @@ import numpy as np
 from shmring.descriptor import DESC_DTYPE
 
 M64 = (1 << 64) - 1
-HEADER = 192
-_TAIL, _HEAD, _SIGNAL = 0, 8, 16        # u64 word indices into the header
+LINE = 64
+HEADER = 3 * LINE
+_TAIL, _HEAD = 0, LINE // 8             # u64 word indices into the header
+_SIGNAL = 2 * LINE // 4                 # u32 word index into the header
 MAX_CAPACITY = 1 << 20
+SLOT = _SLOT = DESC_DTYPE.itemsize
 
 
 def ring_bytes(capacity: int) -> int:
+    """Bytes a ring of ``capacity`` slots occupies (header + slots)."""
     _check_capacity(capacity)
-    return HEADER + capacity * DESC_DTYPE.itemsize
+    return HEADER + capacity * _SLOT
 
 
 def _check_capacity(capacity: int) -> None:
-    if not (2 <= capacity <= MAX_CAPACITY and capacity & (capacity - 1) == 0):
+    if not (isinstance(capacity, int) and 2 <= capacity <= MAX_CAPACITY
+            and capacity & (capacity - 1) == 0):
         raise ValueError(f"ring capacity must be a power of two 2..{MAX_CAPACITY}, got {capacity}")
 
 
-SLOT = DESC_DTYPE.itemsize
+def _as_bytes(batch: np.ndarray) -> bytes:
+    """The batch's raw bytes (converted to DESC_DTYPE first if it is another layout).
+
+    ``tobytes`` is the cheapest route for small batches: numpy's structured-array views cost
+    about a microsecond each, a copy of a few KiB much less."""
+    if batch.dtype is not DESC_DTYPE and batch.dtype != DESC_DTYPE:
+        names = batch.dtype.names or ()
+        if not set(names) <= set(DESC_DTYPE.names):
+            raise TypeError(f"not a descriptor batch: fields {names}")
+        converted = np.zeros(len(batch), dtype=DESC_DTYPE)     # missing fields stay zero
+        for name in names:
+            converted[name] = batch[name]
+        batch = converted
+    return batch.tobytes()
 
 
 class _RingEnd:
@@ -52,11 +76,16 @@ class _RingEnd:
         _check_capacity(capacity)
         self.capacity = capacity
         self._mask = capacity - 1
-        # plain memoryviews: a header word costs ~50 ns and a slot copy is one memcpy, where
-        # numpy scalar and structured-array operations cost microseconds per batch
         view = memoryview(buf)
-        self._hdr = view[offset:offset + HEADER].cast("Q")
-        self._slots = view[offset + HEADER:offset + HEADER + capacity * SLOT]
+        if view.readonly:
+            raise ValueError("a ring end needs a writable buffer")
+        if offset < 0 or offset % 8 or offset + ring_bytes(capacity) > view.nbytes:
+            raise ValueError(f"ring of capacity {capacity} at offset {offset} does not fit "
+                             f"in a buffer of {view.nbytes} bytes")
+        whole = view.cast("B")
+        self._hdr = whole[offset:offset + HEADER].cast("Q")
+        self._flag = whole[offset:offset + HEADER].cast("I")
+        self._slots = whole[offset + HEADER:offset + ring_bytes(capacity)]
         # At attach time the shared indices are taken as they are (zero for a new ring, the
         # current state for a restarted component); a nonsensical pair is reset to empty.
         self._tail = self._hdr[_TAIL]
@@ -65,53 +94,65 @@ class _RingEnd:
             self._head = self._tail
         self.index_faults = 0
 
+    def close(self) -> None:
+        """Let go of the shared buffer (so its mapping can be unmapped); idempotent."""
+        for view in ("_hdr", "_flag", "_slots"):
+            mv = getattr(self, view, None)
+            if mv is not None:
+                mv.release()
+                setattr(self, view, None)
+
 
 class RingProducer(_RingEnd):
     """The end that enqueues: owns ``tail``, reads (and validates) ``head``."""
 
     def _peer_head(self) -> int:
         head = self._hdr[_HEAD]
-        if (head - self._head) & M64 <= (self._tail - self._head) & M64:
-            self._head = head
-        else:
-            self.index_faults += 1
+        if head != self._head:
+            if (head - self._head) & M64 <= (self._tail - self._head) & M64:
+                self._head = head
+            else:
+                self.index_faults += 1
         return self._head
 
     def free_space(self) -> int:
         return self.capacity - ((self._tail - self._peer_head()) & M64)
 
     def enqueue(self, batch: np.ndarray) -> int:
-        """Copy up to ``free_space()`` descriptors into the slots, then publish them at once."""
-        if not len(batch):
+        """Copy up to ``free_space()`` descriptors into the slots, then publish them at once;
+        returns how many were enqueued (the first ones of ``batch``)."""
+        n = min(len(batch), self.free_space())
+        if n <= 0:
             return 0
-        return self.enqueue_bytes(np.ascontiguousarray(batch).view(np.uint8).data)
+        src = _as_bytes(batch if n == len(batch) else batch[:n])
+        start = self._tail & self._mask
+        first = min(n, self.capacity - start)
+        self._slots[start * _SLOT:(start + first) * _SLOT] = src[:first * _SLOT]
+        if n > first:
+            self._slots[:(n - first) * _SLOT] = src[first * _SLOT:]
+        self._tail = (self._tail + n) & M64
+        self._hdr[_TAIL] = self._tail
+        return n
 
-    def enqueue_bytes(self, raw: memoryview) -> int:
+    def enqueue_bytes(self, raw) -> int:
         """The same from raw descriptor bytes (a multiple of 32): the allocation-free path."""
-        head = self._hdr[_HEAD]                   # _peer_head(), inlined on the hot path
-        if (head - self._head) & M64 <= (self._tail - self._head) & M64:
-            self._head = head
-        else:
-            self.index_faults += 1
-        n = self.capacity - ((self._tail - self._head) & M64)
-        if len(raw) < n * SLOT:
-            n = len(raw) // SLOT
+        n = min(len(raw) // _SLOT, self.free_space())
         if n <= 0:
             return 0
         start = self._tail & self._mask
         first = min(n, self.capacity - start)
-        self._slots[start * SLOT:(start + first) * SLOT] = raw[:first * SLOT]
+        self._slots[start * _SLOT:(start + first) * _SLOT] = raw[:first * _SLOT]
         if n > first:
-            self._slots[:(n - first) * SLOT] = raw[first * SLOT:n * SLOT]
+            self._slots[:(n - first) * _SLOT] = raw[first * _SLOT:n * _SLOT]
         self._tail = (self._tail + n) & M64
         self._hdr[_TAIL] = self._tail
         return n
 
     def signal_requested(self) -> bool:
-        return bool(self._hdr[_SIGNAL])
+        return self._flag[_SIGNAL] != 0
 
     def clear_signal_request(self) -> None:
-        self._hdr[_SIGNAL] = 0
+        self._flag[_SIGNAL] = 0
 
 
 class RingConsumer(_RingEnd):
@@ -119,47 +160,46 @@ class RingConsumer(_RingEnd):
 
     def _peer_tail(self) -> int:
         tail = self._hdr[_TAIL]
-        if (tail - self._tail) & M64 <= (self._head + self.capacity - self._tail) & M64:
-            self._tail = tail
-        else:
-            self.index_faults += 1
+        if tail != self._tail:
+            if (tail - self._tail) & M64 <= (self._head + self.capacity - self._tail) & M64:
+                self._tail = tail
+            else:
+                self.index_faults += 1
         return self._tail
 
     def available(self) -> int:
         return (self._peer_tail() - self._head) & M64
 
     def dequeue(self, max_n: int | None = None) -> np.ndarray:
-        """A private copy of up to ``max_n`` descriptors; the slots are released at once."""
+        """A private (writable) copy of up to ``max_n`` descriptors; the slots are then
+        released to the producer at once."""
         n = self.available()
         if max_n is not None:
             n = min(n, max(0, max_n))
-        out = np.empty(n * SLOT, dtype=np.uint8)
-        if n:
-            self._copy_out(out.data, n)
-        return out.view(DESC_DTYPE)
-
-    def dequeue_into(self, raw: memoryview) -> int:
-        """Copy as many descriptors as fit into ``raw`` (bytes); returns how many."""
-        tail = self._hdr[_TAIL]                   # _peer_tail(), inlined on the hot path
-        if (tail - self._tail) & M64 <= (self._head + self.capacity - self._tail) & M64:
-            self._tail = tail
-        else:
-            self.index_faults += 1
-        n = (self._tail - self._head) & M64
-        if len(raw) < n * SLOT:
-            n = len(raw) // SLOT
-        if n:
-            self._copy_out(raw, n)
-        return n
-
-    def _copy_out(self, raw: memoryview, n: int) -> None:
+        if n == 0:
+            return np.frombuffer(bytearray(), dtype=DESC_DTYPE)
         start = self._head & self._mask
         first = min(n, self.capacity - start)
-        raw[:first * SLOT] = self._slots[start * SLOT:(start + first) * SLOT]
+        raw = bytearray(self._slots[start * _SLOT:(start + first) * _SLOT])
         if n > first:
-            raw[first * SLOT:n * SLOT] = self._slots[:(n - first) * SLOT]
+            raw += self._slots[:(n - first) * _SLOT]
         self._head = (self._head + n) & M64
         self._hdr[_HEAD] = self._head
+        return np.frombuffer(raw, dtype=DESC_DTYPE)
+
+    def dequeue_into(self, raw) -> int:
+        """Copy as many descriptors as fit into the writable buffer ``raw`` (bytes), then
+        release their slots; returns how many. The allocation-free path."""
+        n = min(self.available(), len(raw) // _SLOT)
+        if n:
+            start = self._head & self._mask
+            first = min(n, self.capacity - start)
+            raw[:first * _SLOT] = self._slots[start * _SLOT:(start + first) * _SLOT]
+            if n > first:
+                raw[first * _SLOT:n * _SLOT] = self._slots[:(n - first) * _SLOT]
+            self._head = (self._head + n) & M64
+            self._hdr[_HEAD] = self._head
+        return n
 
     def position(self) -> int:
         """This end's own (free-running) head index."""
@@ -167,11 +207,11 @@ class RingConsumer(_RingEnd):
 
     def request_signal(self) -> int:
         """Ask to be woken, then re-check: a non-zero answer means do not sleep."""
-        self._hdr[_SIGNAL] = 1
+        self._flag[_SIGNAL] = 1
         return self.available()
 
     def cancel_signal(self) -> None:
-        self._hdr[_SIGNAL] = 0
+        self._flag[_SIGNAL] = 0
 
 
 def peek_offsets(buf, offset: int, capacity: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from harness import graph as graph_module
 from harness.description import (
     ChannelSpec,
     ComponentSpec,
+    DeviceSpec,
     MapSpec,
     QueueSpec,
     RegionSpec,
@@ -52,25 +53,11 @@ def triples(flows) -> set[tuple[str, str, str]]:
     return {(f.source, f.target, f.mechanism) for f in flows}
 
 
-@dataclasses.dataclass(frozen=True)
-class Device:
-    kind: str
-    mode: str
-
-
-@dataclasses.dataclass(frozen=True)
-class DeviceComponent(ComponentSpec):
-    """A ComponentSpec with the ``devices`` field the description is about to get."""
-
-    devices: tuple[Device, ...] = ()
-
-
-def with_devices(system: System, **devices: tuple[Device, ...]) -> System:
+def with_devices(system: System, **devices: tuple[DeviceSpec, ...]) -> System:
+    """The system with devices granted (also modes the loader does not offer yet, e.g. rw)."""
     comps = dict(system.components)
     for name, devs in devices.items():
-        fields = {f.name: getattr(comps[name], f.name)
-                  for f in dataclasses.fields(ComponentSpec)}
-        comps[name] = DeviceComponent(**fields, devices=devs)
+        comps[name] = dataclasses.replace(comps[name], devices=devs)
     return dataclasses.replace(system, components=comps)
 
 
@@ -111,7 +98,7 @@ def test_diode_queue_flows_one_way_only(tmp_path):
                     + component("p", 200, '{ region = "frames", perms = "rw" }')
                     + component("c", 100, '{ region = "frames", perms = "r" }')
                     + '[[queues]]\nname = "q"\nproducer = "p"\nconsumer = "c"\n'
-                      'data = "frames"\nkind = "diode"\n')
+                      'data = "frames"\ncapacity = 16\nkind = "diode"\n')
     flows = derive(s)
     assert triples(flows) == {("p", "c", "diode"), ("p", "c", "notification"),
                               ("p", "c", "region")}
@@ -120,11 +107,15 @@ def test_diode_queue_flows_one_way_only(tmp_path):
 
 
 def test_diode_consumer_mapping_data_rw_is_still_a_flow_back(tmp_path):
+    # the loader refuses this; the analysis must not rely on that
     s = system_from(tmp_path, '[regions.frames]\nsize = "64 KiB"\n\n'
                     + component("p", 200, '{ region = "frames", perms = "rw" }')
-                    + component("c", 100, '{ region = "frames", perms = "rw" }')
+                    + component("c", 100, '{ region = "frames", perms = "r" }')
                     + '[[queues]]\nname = "q"\nproducer = "p"\nconsumer = "c"\n'
-                      'data = "frames"\nkind = "diode"\n')
+                      'data = "frames"\ncapacity = 16\nkind = "diode"\n')
+    comps = dict(s.components, c=dataclasses.replace(s.components["c"],
+                                                     maps=(MapSpec("frames", "rw"),)))
+    s = dataclasses.replace(s, components=comps)
     back = hops(derive(s), "c", "p")
     assert [(f.mechanism, f.key) for f in back] == [("region", "components.c.maps[0]")]
 
@@ -143,10 +134,14 @@ def test_channel_notifies_both_ways_and_pp_adds_call_and_reply(tmp_path):
 
 
 def test_devices_join_the_outside_world_by_mode(tmp_path):
-    base = system_from(tmp_path, component("rd", 100) + component("wr", 100)
+    (tmp_path / "in.pcap").write_bytes(b"")
+    base = system_from(tmp_path, component("rd", 100)
+                       + 'devices = [{ kind = "file", path = "in.pcap", mode = "r" }]\n\n'
+                       + component("wr", 100)
+                       + 'devices = [{ kind = "file", path = "out.pcap", mode = "w" }]\n\n'
                        + component("both", 100))
-    s = with_devices(base, rd=(Device("file", "r"),), wr=(Device("tap", "w"),),
-                     both=(Device("file", "r"), Device("afpacket", "rw")))
+    s = with_devices(base, both=(DeviceSpec("file", "r", "in.pcap"),
+                                 DeviceSpec("tap", "rw")))
     flows = derive(s)
     assert triples(flows) == {(OUTSIDE, "rd", "device"), ("wr", OUTSIDE, "device"),
                               (OUTSIDE, "both", "device"), ("both", OUTSIDE, "device")}
@@ -199,9 +194,9 @@ def random_systems(draw):
     for name in names:
         maps = tuple(MapSpec(r, draw(st.sampled_from(("r", "rw"))))
                      for r in region_names if draw(st.booleans()))
-        devices = tuple(Device("file", draw(st.sampled_from(("r", "w", "rw"))))
+        devices = tuple(DeviceSpec("file", draw(st.sampled_from(("r", "w", "rw"))))
                         for _ in range(draw(st.integers(0, 2)) if draw(st.booleans()) else 0))
-        comps[name] = DeviceComponent(name, PROG, maps=maps, devices=devices)
+        comps[name] = ComponentSpec(name, PROG, maps=maps, devices=devices)
     queues, channels = {}, {}
     if n >= 2:
         ordered = st.lists(st.sampled_from(names), min_size=2, max_size=2, unique=True)
@@ -285,7 +280,8 @@ def bypass(tmp_path):
                     + component("red", 100, '{ region = "leak", perms = "rw" }')
                     + component("black", 200, '{ region = "leak", perms = "r" }')
                     + '[[channels]]\nname = "ctl"\nends = ["red", "black"]\npp = "red"\n')
-    s = with_devices(s, black=(Device("tap", "rw"),))
+    s = with_devices(s, black=(DeviceSpec("file", "r", "in.pcap"),
+                               DeviceSpec("file", "w", "out.pcap")))
     policy = Policy("p.toml", {"r": ("red",), "b": ("black",), OUTSIDE: (OUTSIDE,)},
                     frozenset({("b", "r"), (OUTSIDE, "b"), ("b", OUTSIDE)}),
                     {"red": "r", "black": "b", OUTSIDE: OUTSIDE})

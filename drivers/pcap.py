@@ -1,0 +1,213 @@
+"""Capture files as components: ``Replay`` puts a pcap/pcapng into a system, ``Capture`` takes
+frames out into one. Both are handed their files as devices (the harness opens them).
+
+Replay (devices: the capture, ``r``). Config:
+- ``mode``: ``topspeed`` (default), ``original`` (the capture's own gaps), ``multiplier``
+  (original gaps divided by ``multiplier``), ``pps`` (``pps`` frames/s), ``mbps`` (``mbps``
+  Mbit/s of frame bytes) — tcpreplay's ``-t``, default, ``-x``, ``-p`` and ``-M``;
+- ``loop`` (times through the file, default 1), ``duration`` (s, 0 = no limit),
+  ``preload`` (read the whole file into memory before starting), ``batch`` (frames per
+  enqueue, default 32).
+Each frame is copied once, from the mapped file straight into a buffer of the data region. Its
+descriptor carries the ingress time (``timestamp``, monotonic ns) and the record's index in the
+file (``meta``). A corrupt or truncated file is replayed up to its first bad record, whose byte
+offset is reported; frames longer than the region's buffers are dropped (``oversize``).
+
+Capture (devices: the output, ``w``; optionally the replayed input, ``r``, to keep each frame's
+original timestamp, length and interface). Config: ``format`` (``pcap``/``pcapng``) and
+``nanosecond`` when there is no input to follow. Records each frame's latency (now − ingress)
+in an HDR histogram, reported by ``stats()``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from drivers.capture import CaptureWriter, copy_frames, map_fd, scan
+from drivers.hdrhist import Histogram
+from harness import Component
+
+MODES = ("topspeed", "original", "multiplier", "pps", "mbps")
+TURN_FRAMES = 1024          # frames per entry point, so control messages stay responsive
+
+
+def _device(component: Component, mode: str, required: bool = True):
+    found = [d for d in component.devices if d.mode == mode]
+    if not found and required:
+        raise ValueError(f"{component.name}: needs a file device with mode '{mode}'")
+    return found[0] if found else None
+
+
+class Replay(Component):
+    def init(self) -> None:
+        cfg = self.config
+        self.mode = cfg.get("mode", "topspeed")
+        if self.mode not in MODES:
+            raise ValueError(f"{self.name}: mode must be one of {', '.join(MODES)}")
+        self.out = next(q for q in self.queues.values() if q.role == "producer")
+        self.pool = self.pools[self.out.data.name]
+        self.loops = int(cfg.get("loop", 1))
+        self.batch = int(cfg.get("batch", 32))
+        self.deadline = self.now() + int(float(cfg.get("duration", 0)) * 1e9) \
+            if cfg.get("duration") else None
+        source = _device(self, "r")
+        self.file = map_fd(source.fd)
+        if cfg.get("preload"):
+            self.file = bytes(self.file)
+        result = scan(self.file)
+        self.records = result.records
+        if result.error is not None:
+            print(f"{source.path}: {result.error}; the {len(self.records)} records before it "
+                  "are replayed", flush=True)
+        self.n = len(self.records)
+        self.buffer_size = self.out.ledger.buffer_size
+        self._schedule()
+        self.k = 0                       # frames offered so far, over all loops
+        self.started = self.now()
+        self.set_timer(self.started, "go")
+
+    def _schedule(self) -> None:
+        """Due time of each record within one pass (ns after the start) and a pass's length."""
+        r, cfg = self.records, self.config
+        if self.n == 0 or self.mode == "topspeed":
+            self.due = None
+            return
+        if self.mode in ("original", "multiplier"):
+            gaps = (r["ts_ns"].astype(np.int64) - int(r["ts_ns"][0])).clip(min=0)
+            factor = float(cfg.get("multiplier", 1.0)) if self.mode == "multiplier" else 1.0
+            self.due = (gaps / factor).astype(np.int64)
+            mean_gap = int(self.due[-1] / max(1, self.n - 1))
+            self.period = int(self.due[-1]) + mean_gap
+        elif self.mode == "pps":
+            step = 1e9 / float(cfg["pps"])
+            self.due = (np.arange(self.n) * step).astype(np.int64)
+            self.period = int(self.n * step)
+        else:
+            bits = np.cumsum(r["caplen"].astype(np.int64) * 8)
+            rate = float(cfg["mbps"]) * 1e6
+            self.due = np.concatenate(([0], bits[:-1])) * 1e9 / rate
+            self.due = self.due.astype(np.int64)
+            self.period = int(bits[-1] * 1e9 / rate)
+
+    def notified(self, channel) -> None:
+        if channel == self.out.name:
+            self.pool.give(self.out.reclaim())
+            self._pump()
+
+    def timeout(self, token) -> None:
+        self._pump()
+
+    def _pump(self) -> None:
+        total = self.n * self.loops
+        sent_this_turn = 0
+        while self.k < total and sent_this_turn < TURN_FRAMES:
+            now = self.now()
+            if self.deadline is not None and now >= self.deadline:
+                break
+            want = min(self.batch, total - self.k)
+            if self.due is not None:
+                want = min(want, self._due_count(now))
+                if want == 0:
+                    self.set_timer(self.started + self._due_at(self.k), "go")
+                    return
+            buffers = self.pool.take(min(want, self.out.space()))
+            if not len(buffers):
+                return                    # wait for buffers to come back
+            sent = self._send(buffers, now)
+            sent_this_turn += sent
+            if sent == 0:
+                return
+        if self.k >= total or (self.deadline is not None and self.now() >= self.deadline):
+            self.finish()
+            self.k = total
+            return
+        self.set_timer(self.now(), "go")
+
+    def _due_at(self, k: int) -> int:
+        loop, i = divmod(k, self.n)
+        return loop * self.period + int(self.due[i])
+
+    def _due_count(self, now: int) -> int:
+        """How many frames from ``k`` on are due by ``now`` (within this pass)."""
+        loop, i = divmod(self.k, self.n)
+        elapsed = now - self.started - loop * self.period
+        end = int(np.searchsorted(self.due, elapsed, side="right"))
+        return max(0, end - i) if end > i else 0
+
+    def _send(self, buffers: np.ndarray, now: int) -> int:
+        n = len(buffers)
+        index = (self.k + np.arange(n)) % self.n
+        recs = self.records[index]
+        fits = recs["caplen"] <= self.buffer_size
+        if not fits.all():
+            self.drop("oversize", int(np.count_nonzero(~fits)))
+            self.count("in", int(np.count_nonzero(~fits)))
+        good = buffers[:int(np.count_nonzero(fits))]
+        recs_ok, index_ok = recs[fits], index[fits]
+        copy_frames(self.file, recs_ok, self.out.data.array, good["offset"].astype(np.int64))
+        good["length"] = recs_ok["caplen"]
+        good["timestamp"] = now
+        good["meta"] = index_ok
+        good["flags"] = recs_ok["interface"]
+        sent = self.out.send(good)
+        self.pool.give(good[sent:])
+        self.pool.give(buffers[len(good):])
+        self.count("in", sent)
+        self.count("out", sent)
+        self.count("bytes", int(recs_ok["caplen"][:sent].sum()))
+        self.k += sent + (n - len(good))
+        return sent + (n - len(good))
+
+
+class Capture(Component):
+    def init(self) -> None:
+        out = _device(self, "w")
+        source = _device(self, "r", required=False)
+        self.inputs = [q for q in self.queues.values() if q.role == "consumer"]
+        self.records = None
+        if source is not None:
+            result = scan(map_fd(source.fd))
+            self.records = result.records
+            os.close(source.fd)
+            self.writer = CaptureWriter(out.fd, result.format, interfaces=result.interfaces)
+        else:
+            self.writer = CaptureWriter(out.fd, self.config.get("format", "pcap"),
+                                        nanosecond=bool(self.config.get("nanosecond", False)))
+        self.latency = Histogram(lowest=100, highest=60_000_000_000, significant_digits=3)
+        self.first_ingress = self.last_ingress = None
+
+    def notified(self, channel) -> None:
+        q = self.queues.get(channel.name)
+        if q is None or q.role != "consumer":
+            return
+        batch = q.receive()
+        if not len(batch):
+            return
+        now = self.now()
+        self.count("in", len(batch))
+        ingress = batch["timestamp"].astype(np.int64)
+        self.latency.record_many(now - ingress)
+        if self.first_ingress is None:
+            self.first_ingress = int(ingress[0])
+        self.last_ingress = int(ingress[-1])
+        offsets, lengths = batch["offset"].astype(np.int64), batch["length"].astype(np.int64)
+        if self.records is not None:
+            recs = self.records[batch["meta"].astype(np.int64) % len(self.records)]
+            self.writer.write_batch(q.data.array, offsets, lengths, recs["ts_ns"],
+                                    recs["origlen"], recs["interface"])
+        else:
+            self.writer.write_batch(q.data.array, offsets, lengths,
+                                    np.full(len(batch), 0, np.int64) + ingress)
+        self.count("out", len(batch))
+        self.count("bytes", int(lengths.sum()))
+        q.release(batch)
+
+    def stop(self) -> None:
+        self.writer.close()
+
+    def stats(self) -> dict:
+        return {"latency_ns": self.latency.summary() if self.latency.count else None,
+                "histogram": self.latency.to_dict(),
+                "first_ingress_ns": self.first_ingress, "last_ingress_ns": self.last_ingress}

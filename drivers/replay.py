@@ -1,0 +1,259 @@
+"""``capnet replay``: replay a capture through a pipeline and report what came out.
+
+    capnet replay CAPTURE [-w OUT] [--topspeed | --multiplier X | --pps N | --mbps N]
+                  [--loop N] [--duration S] [--preload] [--json FILE] [--latency-plot FILE.png]
+
+The pipeline is replay → pass-through → capture (the packet filter takes the pass-through's
+place once it exists), each a confined component. Timing follows the capture's own gaps unless a
+mode is given, as with tcpreplay. ``-w`` writes the input's format (pcap stays pcap with its
+timestamp precision, pcapng stays pcapng) with each frame's original timestamp and bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from drivers.capture import CaptureFormatError, scan_file
+from drivers.hdrhist import Histogram
+from harness.description import DescriptionError, load
+from harness.supervisor import Supervisor
+
+EXIT_BAD_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="capnet replay", description=__doc__.splitlines()[0])
+    p.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file to replay")
+    p.add_argument("-w", dest="write", metavar="OUT", help="write what comes out here")
+    timing = p.add_mutually_exclusive_group()
+    timing.add_argument("--topspeed", "-t", action="store_true", help="as fast as possible")
+    timing.add_argument("--multiplier", "-x", type=float, metavar="X",
+                        help="the capture's gaps divided by X")
+    timing.add_argument("--pps", "-p", type=float, metavar="N", help="N frames per second")
+    timing.add_argument("--mbps", "-M", type=float, metavar="N", help="N Mbit/s")
+    p.add_argument("--loop", "-l", type=int, default=1, metavar="N", help="replay N times")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--preload", "-K", action="store_true", help="read the file into memory first")
+    p.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+    p.add_argument("--latency-plot", metavar="FILE.png", help="draw latency histogram and CDF")
+    p.add_argument("--control", metavar="PATH", help="control socket path")
+    return p
+
+
+def _check(args, p: argparse.ArgumentParser):
+    for name in ("multiplier", "pps", "mbps", "duration"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            p.error(f"--{name} must be > 0, got {value}")
+    if args.loop < 1:
+        p.error(f"--loop must be >= 1, got {args.loop}")
+    if args.latency_plot and not args.latency_plot.endswith(".png"):
+        p.error("--latency-plot must name a .png file")
+
+
+def _timing(args) -> str:
+    if args.topspeed:
+        return 'mode = "topspeed"'
+    if args.multiplier:
+        return f'mode = "multiplier", multiplier = {args.multiplier}'
+    if args.pps:
+        return f'mode = "pps", pps = {args.pps}'
+    if args.mbps:
+        return f'mode = "mbps", mbps = {args.mbps}'
+    return 'mode = "original"'
+
+
+def describe(capture: Path, out: Path, max_caplen: int, args) -> str:
+    """The standard pipeline's system description for this replay."""
+    buffer_size = max(2048, 1 << (max(max_caplen, 1) - 1).bit_length())
+    extra = ", preload = true" if args.preload else ""
+    if args.duration:
+        extra += f", duration = {args.duration}"
+    return f"""
+[system]
+name = "replay-{os.getpid()}"
+description = "replay -> pass-through -> capture"
+
+[regions.frames]
+size = {buffer_size * 4096}
+buffer_size = {buffer_size}
+
+[components.replay]
+program = "drivers.pcap:Replay"
+priority = 200
+config = {{ {_timing(args)}, loop = {args.loop}{extra} }}
+maps = [{{ region = "frames", perms = "rw" }}]
+devices = [{{ kind = "file", path = {json.dumps(str(capture))}, mode = "r" }}]
+
+[components.pass]
+program = "harness.forward:Forward"
+priority = 150
+maps = [{{ region = "frames", perms = "r" }}]
+
+[components.capture]
+program = "drivers.pcap:Capture"
+priority = 100
+maps = [{{ region = "frames", perms = "r" }}]
+devices = [{{ kind = "file", path = {json.dumps(str(out))}, mode = "w" }},
+           {{ kind = "file", path = {json.dumps(str(capture))}, mode = "r" }}]
+
+[[queues]]
+name = "ingress"
+producer = "replay"
+consumer = "pass"
+data = "frames"
+capacity = 1024
+
+[[queues]]
+name = "egress"
+producer = "pass"
+consumer = "capture"
+data = "frames"
+capacity = 1024
+"""
+
+
+def summarise(run: dict, total_expected: int) -> dict:
+    comps = run["components"]
+    cap = (comps["capture"]["stats"] or {})
+    rep = (comps["replay"]["stats"] or {})
+    extra = cap.get("extra", {})
+    counters = cap.get("counters", {})
+    first, last = extra.get("first_ingress_ns"), extra.get("last_ingress_ns")
+    span = (last - first) / 1e9 if first is not None and last and last > first else None
+    frames_out = counters.get("out", 0)
+    bytes_out = counters.get("bytes", 0)
+    cons = run["conservation"]
+    return {
+        "frames": {"in": cons["in"], "out": cons["out"], "dropped": cons["dropped"],
+                   "pending": cons["pending"], "expected": total_expected},
+        "bytes": {"in": rep.get("counters", {}).get("bytes", 0), "out": bytes_out},
+        "throughput": {"frames_per_s": round(frames_out / span) if span else None,
+                       "mbit_per_s": round(bytes_out * 8 / span / 1e6, 2) if span else None,
+                       "span_s": span},
+        "latency_ns": extra.get("latency_ns"),
+        "histogram": extra.get("histogram"),
+        "balanced": cons["balanced"], "stop_reason": run["stop_reason"],
+        "faults": {n: c["faults"] for n, c in comps.items() if c["faults"]},
+    }
+
+
+def render(summary: dict, console: Console) -> None:
+    f, b, t = summary["frames"], summary["bytes"], summary["throughput"]
+    table = Table(title="replay summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    dropped = ", ".join(f"{k} {v}" for k, v in f["dropped"].items()) or "0"
+    table.add_row("frames in / out / dropped", f"{f['in']:,} / {f['out']:,} / {dropped}")
+    table.add_row("bytes in / out", f"{b['in']:,} / {b['out']:,}")
+    if t["frames_per_s"] is not None:
+        table.add_row("throughput", f"{t['frames_per_s']:,} frames/s, {t['mbit_per_s']} Mbit/s")
+    lat = summary["latency_ns"]
+    if lat:
+        table.add_row("latency p50 / p90 / p99", " / ".join(
+            f"{lat[k] / 1000:.1f} µs" for k in ("p50", "p90", "p99")))
+        table.add_row("latency p99.9 / max", f"{lat['p99.9'] / 1000:.1f} µs / "
+                                             f"{lat['max'] / 1000:.1f} µs")
+    table.add_row("conservation", "holds" if summary["balanced"] else "DOES NOT HOLD")
+    console.print(table)
+
+
+def plot(summary: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    hist = Histogram.from_dict(summary["histogram"])
+    values, counts = hist.buckets() if hasattr(hist, "buckets") else _buckets(hist)
+    us = np.asarray(values) / 1000
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.bar(us, counts, width=np.maximum(us * 0.02, 0.05))
+    left.set_xscale("log")
+    left.set_xlabel("latency (µs)")
+    left.set_ylabel("frames")
+    left.set_title("latency histogram")
+    cdf = np.cumsum(counts) / max(1, sum(counts))
+    right.step(us, cdf, where="post")
+    right.set_xscale("log")
+    right.set_xlabel("latency (µs)")
+    right.set_ylabel("fraction of frames ≤ x")
+    right.set_title("latency CDF")
+    lat = summary["latency_ns"]
+    fig.suptitle(f"replay → pass → capture: p50 {lat['p50'] / 1000:.1f} µs, "
+                 f"p99 {lat['p99'] / 1000:.1f} µs, max {lat['max'] / 1000:.1f} µs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _buckets(hist: Histogram):
+    import numpy as np
+    nz = np.flatnonzero(hist.counts)
+    return [hist._bucket_value(int(i)) for i in nz], hist.counts[nz].tolist()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    _check(args, p)
+    err, out = Console(stderr=True), Console()
+    capture = Path(args.capture).resolve()
+    try:
+        result, _mapping = scan_file(capture)
+    except (OSError, CaptureFormatError) as exc:
+        err.print(f"capnet replay: {args.capture}: {exc}", markup=False, highlight=False)
+        return EXIT_BAD_INPUT
+    if result.error is not None:
+        err.print(f"capnet replay: {args.capture}: {result.error}; replaying the "
+                  f"{len(result.records)} records before it", markup=False, highlight=False)
+    max_caplen = int(result.records["caplen"].max()) if len(result.records) else 0
+    if max_caplen > 65536:
+        err.print(f"capnet replay: {args.capture}: frames up to {max_caplen} bytes; buffers are "
+                  "at most 65536 bytes, longer frames are dropped (oversize)", markup=False)
+    with tempfile.TemporaryDirectory(prefix="capnet-replay-") as tmp:
+        target = Path(args.write).resolve() if args.write else Path(os.devnull)
+        text = describe(capture, target, min(max_caplen, 65536), args)
+        (Path(tmp) / "replay.toml").write_text(text)
+        try:
+            system = load(Path(tmp) / "replay.toml")
+        except DescriptionError as exc:
+            err.print(str(exc), markup=False)
+            return EXIT_BAD_INPUT
+        summary = _run(system, args, len(result.records) * args.loop, err)
+    render(summary, out)
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: v for k, v in summary.items()
+                                               if k != "histogram"}, indent=2))
+    if args.latency_plot and summary["latency_ns"]:
+        plot(summary, args.latency_plot)
+    return 1 if summary["faults"] else 0
+
+
+def _run(system, args, expected: int, err: Console) -> dict:
+    supervisor = Supervisor(system, emit=lambda line: print(line, file=sys.stderr, flush=True),
+                            control_path=args.control)
+    try:
+        supervisor.start()
+        if err.is_terminal and expected > 200_000:
+            with Progress(console=err, transient=True) as progress:
+                task = progress.add_task("replaying", total=expected)
+
+                def tick() -> None:
+                    stats = supervisor.stats().get("capture", {}).get("stats") or {}
+                    progress.update(task, completed=stats.get("counters", {}).get("in", 0))
+                supervisor.run(args.duration, tick)
+        else:
+            supervisor.run(args.duration)
+        return summarise(supervisor.shutdown(), expected)
+    except BaseException:
+        supervisor.kill_all()
+        raise
