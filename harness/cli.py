@@ -1,6 +1,7 @@
 """The ``capnet`` command line.
 
-    capnet check SYSTEM.toml [--set C.K=V ...]
+    capnet check SYSTEM.toml [--policy POLICY.toml] [--path A:B ...] [--set C.K=V ...]
+    capnet graph SYSTEM.toml [--policy POLICY.toml] -o FILE.svg|png
     capnet run SYSTEM.toml [--duration S] [--stats-json FILE] [--control PATH] [--set C.K=V ...]
     capnet stats SYSTEM-NAME | --control PATH [--json]
     capnet call SYSTEM-NAME COMPONENT MESSAGE-JSON [--control PATH]
@@ -33,6 +34,16 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a system description, show capabilities")
     check.add_argument("system", metavar="SYSTEM.toml")
     check.add_argument("--set", action="append", default=[], metavar="COMPONENT.KEY=VALUE")
+    check.add_argument("--policy", metavar="POLICY.toml",
+                       help="check every derived information flow against this policy")
+    check.add_argument("--path", action="append", default=[], metavar="A:B",
+                       help="show every path by which A can influence B (repeatable)")
+
+    graph = sub.add_parser("graph", help="draw the system and its flows with Graphviz")
+    graph.add_argument("system", metavar="SYSTEM.toml")
+    graph.add_argument("--policy", metavar="POLICY.toml")
+    graph.add_argument("-o", dest="output", required=True, metavar="FILE.svg|png|dot")
+    graph.add_argument("--set", action="append", default=[], metavar="COMPONENT.KEY=VALUE")
 
     run = sub.add_parser("run", help="build, confine and supervise a system")
     run.add_argument("system", metavar="SYSTEM.toml")
@@ -100,6 +111,57 @@ def cmd_check(args, out: Console, err: Console) -> int:
     if system is None:
         return EXIT_BAD_INPUT
     render_check(system, out)
+    if not (args.policy or args.path):
+        return 0
+    verdict = _verdict(system, args.policy, err)
+    if verdict is None:
+        return EXIT_BAD_INPUT
+    pairs = []
+    for text in args.path:
+        a, sep, b = text.partition(":")
+        names = set(system.components) | {"outside"}
+        if not sep or a not in names or b not in names:
+            err.print(f"capnet: error: --path {text!r}: expected A:B with A and B among "
+                      f"{', '.join(sorted(names))}", markup=False, highlight=False)
+            return EXIT_BAD_INPUT
+        pairs.append((a, b))
+    from harness.policy import render
+    render(verdict, out, pairs)
+    return 0 if verdict.ok else EXIT_BAD_INPUT
+
+
+def _verdict(system, policy_path: str | None, err: Console):
+    from harness import flows
+    from harness.policy import check, load_policy
+    from harness.problems import DescriptionError
+    policy = None
+    if policy_path:
+        try:
+            policy = load_policy(policy_path, system)
+        except DescriptionError as exc:
+            for problem in exc.problems:
+                err.print(str(problem), markup=False, highlight=False)
+            return None
+    return check(system, policy, flows.derive(system))
+
+
+def cmd_graph(args, out: Console, err: Console) -> int:
+    from harness.graph import GraphError, write_graph
+    system = _load(args.system, args.set, err)
+    if system is None:
+        return EXIT_BAD_INPUT
+    verdict = _verdict(system, args.policy, err)
+    if verdict is None:
+        return EXIT_BAD_INPUT
+    try:
+        write_graph(system, verdict.flows, verdict.policy, args.output,
+                    [flow for flow, _src, _dst in verdict.violations])
+    except GraphError as exc:
+        err.print(f"capnet: error: {exc}", markup=False, highlight=False)
+        return EXIT_BAD_INPUT
+    out.print(f"wrote {args.output}: {len(system.components)} components, "
+              f"{len(verdict.flows)} flows, {len(verdict.violations)} violations",
+              markup=False, highlight=False)
     return 0
 
 
@@ -250,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(args, out, err)
     if args.command == "run":
         return cmd_run(args, out, err)
+    if args.command == "graph":
+        return cmd_graph(args, out, err)
     if args.command in ("stats", "call", "stop"):
         return cmd_remote(args, out, err)
     return EXIT_BAD_INPUT

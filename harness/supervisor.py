@@ -340,7 +340,11 @@ class Supervisor:
     def run(self, duration_s: float | None = None, tick=None) -> str:
         """Pump events until a stop condition; returns the reason. ``tick()``, if given, is
         called between pumps (at most every 0.2 s), e.g. to draw progress."""
-        sources = [n for n in self.system.components if not self._inputs(n)]
+        # end of input: every source (a producer that consumes nothing) has finished; in a
+        # system without queues, every component has
+        sources = [n for n in self.system.components if not self._inputs(n)
+                   and any(q.producer == n for q in self.system.queues.values())]
+        sources = sources or list(self.system.components)
         deadline = None if duration_s is None else time.monotonic() + duration_s
         while self.stop_reason is None:
             left = None if deadline is None else deadline - time.monotonic()

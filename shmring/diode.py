@@ -6,11 +6,12 @@ the producer (no free ring, no head, no signal-request flag). The producer there
 whether the consumer keeps up. It never blocks: frame ``s`` goes into slot and buffer
 ``s mod capacity``, overwriting what the consumer has not read. The consumer detects that from
 the free-running tail and counts the frames it lost as ``overrun`` (the only side that can
-know); each frame is copied out and re-checked against the tail after the copy (a seqlock), so
+know); each frame is copied out and re-checked after the copy (a seqlock on ``reserved``), so
 a frame overwritten mid-copy is dropped, never delivered torn.
 
-Layout of the ring region: ``tail`` (u64) on its own 64-byte line, then ``capacity`` descriptors
-(``DESC_DTYPE``). Frames live in the data region at ``(s mod capacity) * buffer_size``.
+Layout of the ring region: ``tail`` (u64, frames published) and ``reserved`` (u64, frames being
+written, announced before any byte of them is) on one 64-byte line, then ``capacity``
+descriptors (``DESC_DTYPE``). Frames live in the data region at ``(s mod capacity) * buffer_size``.
 
 Notifications: the producer signals its eventfd after every batch (it cannot read a request
 flag); eventfd signals coalesce, and the producer ignores the write's outcome.
@@ -57,7 +58,8 @@ class _DiodeEnd:
         self.name, self.capacity, self.buffer_size = name, capacity, buffer_size
         self.rings = rings
         self._mask = capacity - 1
-        self._tail_word = np.ndarray(1, dtype=np.uint64, buffer=rings.mem, offset=0)
+        # word 0: tail (published frames); word 1: reserved (frames being written, >= tail)
+        self._tail_word = np.ndarray(2, dtype=np.uint64, buffer=rings.mem, offset=0)
         self._slots = np.ndarray(capacity, dtype=DESC_DTYPE, buffer=rings.mem, offset=HEADER)
         self.counters: dict[str, int] = {}
 
@@ -98,6 +100,7 @@ class DiodeProducer(_DiodeEnd):
         dest = slot * self.buffer_size
         src = batch["offset"][:n].astype(np.int64)
         data = self.data.array
+        self._tail_word[1] = (self._tail + n) & M64      # announce what is about to be overwritten
         for d, s, ln in zip(dest.tolist(), src.tolist(), lengths.tolist(), strict=True):
             data[d:d + ln] = source[s:s + ln]
         out = batch[:n].copy()
@@ -180,9 +183,10 @@ class DiodeConsumer(_DiodeEnd):
         for off, ln in zip(batch["offset"][good].astype(np.int64).tolist(),
                            batch["length"][good].astype(np.int64).tolist(), strict=True):
             private[off:off + ln] = shared[off:off + ln]
-        after = self._tail()
-        # anything the producer may have reached during the copy is not trusted
-        overwritten = ((after - seqs) & np.uint64(M64)) > np.uint64(self.capacity)
+        reserved = int(self._tail_word[1])
+        # anything the producer may have started to overwrite during the copy is not trusted:
+        # frame s is reused by frame s + capacity, which exists once reserved > s + capacity
+        overwritten = ((reserved - seqs) & np.uint64(M64)) > np.uint64(self.capacity)
         self._count("overrun", int(np.count_nonzero(good & overwritten)))
         self._count("bad_descriptor", int(np.count_nonzero(~good)))
         self._head = (self._head + n) & M64

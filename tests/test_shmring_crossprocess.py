@@ -29,34 +29,36 @@ NBUF = 512
 CAP = 256
 TOTAL = 100_000
 
-ECHO = """
+ECHO = f"""
 import json, sys
 import numpy as np
-from shmring import BufferLedger, QueueEnd, Region, Waiter, drain
+from shmring import BufferLedger, QueueEnd, Region, Waiter, descriptors, drain
 rings_fd, data_fd, wake_me, wake_peer, total = map(int, sys.argv[1:6])
 rings = Region.attach("rings", rings_fd, "rw")
 data = Region.attach("data", data_fd, "rw")
-q = QueueEnd("q", "consumer", rings, data, %(cap)d, BufferLedger(data.size, %(buf)d),
+q = QueueEnd("q", "consumer", rings, data, {CAP}, BufferLedger(data.size, {BUF}),
              wake_peer, wake_me)
 waiter = Waiter()
 waiter.register(wake_me, "q")
-seen, in_order = 0, True
-while seen < total:
+seen, in_order, backlog = 0, True, descriptors(0)
+while seen < total or len(backlog):
     got = q.receive()
     if len(got):
         in_order &= bool((got["timestamp"] == np.arange(seen, seen + len(got))).all())
         # the frame's first byte carries its number too: zero copy, read in place
         marks = data.array[got["offset"].astype(np.intp)]
-        in_order &= bool((marks == (got["timestamp"] %% 251).astype(np.uint8)).all())
+        in_order &= bool((marks == (got["timestamp"] % 251).astype(np.uint8)).all())
         seen += len(got)
-        q.release(got)
+        backlog = np.concatenate((backlog, got))
+    if len(backlog):                  # what does not fit on the free ring stays held here
+        backlog = backlog[q.release(backlog):]
         q.flush()
-    elif q.arm() == 0:
+    if not len(got) and q.arm() == 0:
         waiter.wait(50_000_000, poll=q.pending)
         drain(wake_me)
-print(json.dumps({"seen": seen, "in_order": in_order, "stats": q.stats(),
-                  "held": q.ledger.held_count()}))
-""" % {"cap": CAP, "buf": BUF}
+print(json.dumps({{"seen": seen, "in_order": in_order, "stats": q.stats(),
+                  "held": q.ledger.held_count()}}))
+"""
 
 HOSTILE = """
 import random, struct, sys
