@@ -226,6 +226,12 @@ class Runtime:
         if op == "stats":
             messages.send(self.control, {"id": ident, "stats": self.snapshot()})
         elif op == "stop":
+            # take in what is already on the incoming rings (a diode's backlog is invisible to
+            # the supervisor: its consumer's head is private), then stop
+            for _ in range(1000):
+                self._stalled.clear()
+                if not self._offer_queues() or self._stalled:
+                    break
             ok = self._entry(self.component.stop)
             messages.send(self.control, {"id": ident, "stats": self.snapshot(), "final": True})
             self._stopping = True
