@@ -38,6 +38,7 @@ def _count_for(batch: int, seconds: float) -> int:
 def _ring_consumer(region: Region, total: int, done) -> None:
     consumer = RingConsumer(region.mem, 0, CAPACITY)
     into = memoryview(bytearray(CAPACITY * 32))
+    done.send("ready")
     got = 0
     while got < total:
         got += consumer.dequeue_into(into)
@@ -53,6 +54,7 @@ def _ring_rate(batch_size: int, total: int, ctx) -> float:
     batch = descriptors(batch_size)
     batch["length"] = 64
     raw = batch.view(np.uint8).data
+    theirs.recv()                      # the consumer is running: start the clock
     start = time.perf_counter()
     sent = 0
     while sent < total:
@@ -64,6 +66,7 @@ def _ring_rate(batch_size: int, total: int, ctx) -> float:
 
 
 def _queue_consumer(queue, total: int, batch_size: int, done) -> None:
+    done.send("ready")
     got = 0
     while got < total:
         item = queue.get()
@@ -77,6 +80,7 @@ def _queue_rate(batch_size: int, total: int, ctx) -> float:
     child = ctx.Process(target=_queue_consumer, args=(queue, total, batch_size, ours))
     child.start()
     item = descriptors(batch_size).tobytes()
+    theirs.recv()
     start = time.perf_counter()
     for _ in range(total // batch_size):
         queue.put(item)
@@ -86,6 +90,7 @@ def _queue_rate(batch_size: int, total: int, ctx) -> float:
 
 
 def _pipe_consumer(conn, total: int, done) -> None:
+    done.send("ready")
     got = 0
     while got < total:
         got += len(conn.recv_bytes()) // 32
@@ -98,6 +103,7 @@ def _pipe_rate(batch_size: int, total: int, ctx) -> float:
     child = ctx.Process(target=_pipe_consumer, args=(reader, total, ours))
     child.start()
     item = descriptors(batch_size).tobytes()
+    theirs.recv()
     start = time.perf_counter()
     for _ in range(total // batch_size):
         writer.send_bytes(item)
