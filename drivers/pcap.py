@@ -28,6 +28,7 @@ import numpy as np
 from drivers.capture import CaptureWriter, copy_frames, map_fd, scan
 from drivers.hdrhist import Histogram
 from harness import Component
+from harness.origin import Origin
 
 MODES = ("topspeed", "original", "multiplier", "pps", "mbps")
 TURN_FRAMES = 1024          # frames per entry point, so control messages stay responsive
@@ -40,14 +41,13 @@ def _device(component: Component, mode: str, required: bool = True):
     return found[0] if found else None
 
 
-class Replay(Component):
+class Replay(Origin):
     def init(self) -> None:
+        super().init()
         cfg = self.config
         self.mode = cfg.get("mode", "topspeed")
         if self.mode not in MODES:
             raise ValueError(f"{self.name}: mode must be one of {', '.join(MODES)}")
-        self.out = next(q for q in self.queues.values() if q.role == "producer")
-        self.pool = self.pools[self.out.data.name]
         self.loops = int(cfg.get("loop", 1))
         self.batch = int(cfg.get("batch", 32))
         self.deadline = self.now() + int(float(cfg.get("duration", 0)) * 1e9) \
@@ -66,7 +66,7 @@ class Replay(Component):
         self._schedule()
         self.k = 0                       # frames offered so far, over all loops
         self.started = self.now()
-        self.set_timer(self.started, "go")
+        self.set_timer(self.started, "produce")
 
     def _schedule(self) -> None:
         """Due time of each record within one pass (ns after the start) and a pass's length."""
@@ -91,15 +91,7 @@ class Replay(Component):
             self.due = self.due.astype(np.int64)
             self.period = int(bits[-1] * 1e9 / rate)
 
-    def notified(self, channel) -> None:
-        if channel == self.out.name:
-            self.pool.give(self.out.reclaim())
-            self._pump()
-
-    def timeout(self, token) -> None:
-        self._pump()
-
-    def _pump(self) -> None:
+    def produce(self) -> None:
         total = self.n * self.loops
         sent_this_turn = 0
         while self.k < total and sent_this_turn < TURN_FRAMES:
@@ -110,7 +102,7 @@ class Replay(Component):
             if self.due is not None:
                 want = min(want, self._due_count(now))
                 if want == 0:
-                    self.set_timer(self.started + self._due_at(self.k), "go")
+                    self.set_timer(self.started + self._due_at(self.k), "produce")
                     return
             buffers = self.pool.take(min(want, self.out.space()))
             if not len(buffers):
@@ -123,7 +115,7 @@ class Replay(Component):
             self.finish()
             self.k = total
             return
-        self.set_timer(self.now(), "go")
+        self.set_timer(self.now(), "produce")
 
     def _due_at(self, k: int) -> int:
         loop, i = divmod(k, self.n)

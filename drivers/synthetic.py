@@ -13,22 +13,15 @@ from __future__ import annotations
 import numpy as np
 
 from harness import Component
+from harness.origin import Origin
 
 BATCHES_PER_TURN = 16        # a source yields after this many batches so control stays responsive
 
 
-def _output(component: Component):
-    outs = [q for q in component.queues.values() if q.role == "producer"]
-    if len(outs) != 1:
-        raise ValueError(f"{component.name}: needs exactly one queue it produces, has {len(outs)}")
-    return outs[0]
-
-
-class Source(Component):
+class Source(Origin):
     def init(self) -> None:
+        super().init()
         cfg = self.config
-        self.out = _output(self)
-        self.pool = self.pools[self.out.data.name]
         self.total = int(cfg.get("count", 1000))
         self.size = int(cfg.get("size", 64))
         self.batch = int(cfg.get("batch", 64))
@@ -41,15 +34,7 @@ class Source(Component):
         self.words = self.out.data.array.view(np.uint64)
         self.set_timer(self.now(), "produce")
 
-    def notified(self, channel) -> None:
-        if channel == self.out.name:
-            self.pool.give(self.out.reclaim())
-            self._produce()
-
-    def timeout(self, token) -> None:
-        self._produce()
-
-    def _produce(self) -> None:
+    def produce(self) -> None:
         for _ in range(BATCHES_PER_TURN):
             want = self.batch if not self.total else min(self.batch, self.total - self.seq)
             if want <= 0:
