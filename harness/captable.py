@@ -38,6 +38,11 @@ def capabilities(system: System, component: str) -> list[tuple[str, str, str]]:
             detail += f"; called by {peer}"
         rows.append(("channel", ch.name, detail))
     for i, dev in enumerate(spec.devices):
+        if dev.kind == "tap":
+            where = f" in netns {dev.netns}" if dev.netns else ""
+            kernel = f", kernel side {dev.address}" if dev.address else ""
+            rows.append(("device", f"tap[{i}]", f"{dev.name}{where}{kernel}, frames both ways"))
+            continue
         how = "read" if dev.mode == "r" else "write (created/truncated)"
         rows.append(("device", f"{dev.kind}[{i}]", f"{dev.path}, {how}"))
     for region in sorted({q.data for q in system.queues_of(component)}):

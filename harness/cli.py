@@ -187,7 +187,7 @@ def cmd_run(args, out: Console, err: Console) -> int:
             supervisor.kill_all()
             supervisor.shutdown()
             return EXIT_BAD_INPUT
-        except RuntimeError as exc:
+        except (RuntimeError, OSError) as exc:     # a component or a device failed to start
             err.print(f"capnet: error: {exc}", markup=False, highlight=False)
             supervisor.kill_all()
             supervisor.shutdown()

@@ -36,9 +36,12 @@ SYSTEM_KEYS = ("name", "description")
 REGION_KEYS = ("size", "buffer_size")
 COMPONENT_KEYS = ("program", "priority", "config", "maps", "restart", "max_restarts", "limits",
                   "devices")
-DEVICE_KEYS = ("kind", "path", "mode")
-DEVICE_KINDS = ("file",)
-DEVICE_MODES = ("r", "w")
+DEVICE_KEYS = ("kind", "path", "mode", "name", "netns", "address")
+DEVICE_KINDS = ("file", "tap")
+DEVICE_MODES = ("r", "w", "rw")
+IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}$")
+NETNS = re.compile(r"[A-Za-z0-9_.-]{1,64}$")
+CIDR = re.compile(r"\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
 MAP_KEYS = ("region", "perms")
 LIMIT_KEYS = ("memory", "cpu_seconds", "open_files")
 QUEUE_KEYS = ("name", "producer", "consumer", "data", "capacity", "kind")
@@ -73,11 +76,16 @@ class DeviceSpec:
     """Something outside the system that the harness opens and grants as a descriptor.
 
     ``file``: a file opened read-only (``r``) or created/truncated for writing (``w``); a relative
-    path is relative to the description's folder."""
+    path is relative to the description's folder. ``tap``: a Linux TAP interface ``name``
+    created in network namespace ``netns`` (the current one if empty), its kernel side given
+    ``address`` (CIDR) and brought up; frames flow both ways (mode ``rw``)."""
 
     kind: str
     mode: str
     path: str = ""
+    name: str = ""
+    netns: str = ""
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -376,7 +384,7 @@ def _components(ck: _Checker, doc: dict, regions: dict,
 
 def _devices(ck: _Checker, raw, key: str) -> tuple[DeviceSpec, ...] | None:
     if not isinstance(raw, list):
-        ck.error(key, f"must be an array of {{ kind, path, mode }}, got {_kind(raw)}")
+        ck.error(key, f"must be an array of {{ kind, ... }}, got {_kind(raw)}")
         return None
     out, good = [], True
     for i, dev in enumerate(raw):
@@ -384,21 +392,52 @@ def _devices(ck: _Checker, raw, key: str) -> tuple[DeviceSpec, ...] | None:
         dev = ck.table(dev, dkey)
         ck.keys(dev, dkey, DEVICE_KEYS)
         kind = ck.choice(dev.get("kind"), f"{dkey}.kind", DEVICE_KINDS)
-        mode = ck.choice(dev.get("mode", "r"), f"{dkey}.mode", DEVICE_MODES)
-        path = dev.get("path")
-        if not isinstance(path, str) or not path:
-            ck.error(f"{dkey}.path", f"a file device needs a path, got {path!r}")
+        if kind == "tap":
+            spec = _tap_device(ck, dev, dkey)
+        elif kind == "file":
+            spec = _file_device(ck, dev, dkey)
+        else:
+            spec = None
+        if spec is None:
             good = False
-        elif mode == "r":
-            full = Path(ck.path).resolve().parent / path
-            if not full.is_file():
-                ck.error(f"{dkey}.path", f"no such file: {full}")
-                good = False
-        if kind is None or mode is None:
-            good = False
-        if good:
-            out.append(DeviceSpec(kind, mode, path))
+        else:
+            out.append(spec)
     return tuple(out) if good else None
+
+
+def _file_device(ck: _Checker, dev: dict, dkey: str) -> DeviceSpec | None:
+    mode = ck.choice(dev.get("mode", "r"), f"{dkey}.mode", ("r", "w"))
+    path = dev.get("path")
+    if not isinstance(path, str) or not path:
+        ck.error(f"{dkey}.path", f"a file device needs a path, got {path!r}")
+        return None
+    if mode == "r":
+        full = Path(ck.path).resolve().parent / path
+        if not full.is_file():
+            ck.error(f"{dkey}.path", f"no such file: {full}")
+            return None
+    return DeviceSpec("file", mode, path) if mode else None
+
+
+def _tap_device(ck: _Checker, dev: dict, dkey: str) -> DeviceSpec | None:
+    good = ck.choice(dev.get("mode", "rw"), f"{dkey}.mode", ("rw",)) is not None
+    name, netns, address = dev.get("name"), dev.get("netns", ""), dev.get("address", "")
+    if not isinstance(name, str) or not IFNAME.match(name):
+        ck.error(f"{dkey}.name", f"an interface name of 1..15 letters, digits, '_', '.', '-', "
+                                 f"got {name!r}")
+        good = False
+    if not isinstance(netns, str) or (netns and not NETNS.match(netns)):
+        ck.error(f"{dkey}.netns", f"a network namespace name, got {netns!r}")
+        good = False
+    elif netns and not Path("/run/netns", netns).exists():
+        ck.error(f"{dkey}.netns", f"no network namespace '{netns}'",
+                 f"create it with: ip netns add {netns}")
+        good = False
+    if address and (not isinstance(address, str) or not CIDR.match(address)):
+        ck.error(f"{dkey}.address", f"an IPv4 address with prefix (10.77.0.1/24), got "
+                                    f"{address!r}")
+        good = False
+    return DeviceSpec("tap", "rw", "", name, netns, address) if good else None
 
 
 def _limits(ck: _Checker, raw, key: str) -> Limits | None:

@@ -29,13 +29,14 @@ SPIN_NS = 50_000
 class Runtime:
     def __init__(self, component: Component, control: socket.socket, channels: dict[str, Channel],
                  serve_socks: dict[str, socket.socket], wait_fds: dict[str, int],
-                 ledgers: dict) -> None:
+                 ledgers: dict, device_fds: dict[str, int] | None = None) -> None:
         self.component = component
         self.control = control
         self.channels = channels
         self.serve_socks = serve_socks      # channel name -> socket on which lower PDs call us
         self.wait_fds = wait_fds            # channel name -> eventfd we are notified on
         self.ledgers = ledgers
+        self.device_fds = device_fds or {}  # channel name -> device fd (read by the component)
         self.queues = component.queues
         self._deferred: dict[str, Channel] = {}
         self._timers: list[tuple[int, int, object]] = []
@@ -101,6 +102,8 @@ class Runtime:
             waiter.register(fd, ("notify", name))
         for name, sock in self.serve_socks.items():
             waiter.register(sock.fileno(), ("call", name))
+        for name, fd in self.device_fds.items():
+            waiter.register(fd, ("device", name))
         waiter.register(self.control.fileno(), ("control", None))
         if not self._entry(self.component.init):
             return 1
@@ -168,6 +171,8 @@ class Runtime:
     def _dispatch(self, kind: str, name: str | None) -> bool:
         if kind == "notify":
             drain(self.wait_fds[name])
+            return self._entry(self.component.notified, self.channels[name])
+        if kind == "device":
             return self._entry(self.component.notified, self.channels[name])
         if kind == "call":
             return self._serve_call(name)

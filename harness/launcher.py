@@ -19,6 +19,7 @@ from pathlib import Path
 
 from harness import messages
 from harness.description import System, program_paths
+from harness.devices import open_device
 from shmring import Region, queue_bytes
 from shmring.diode import diode_bytes
 from shmring.notify import make_eventfd
@@ -45,6 +46,17 @@ class Build:
     regions: dict[str, Region] = field(default_factory=dict)
     queues: dict[str, QueueObjects] = field(default_factory=dict)
     channels: dict[str, ChannelObjects] = field(default_factory=dict)
+    devices: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def device_fd(self, component: str, dev) -> int:
+        """The descriptor of a component's device. Files are opened afresh for each launch;
+        a TAP interface is opened once and kept, so a restarted driver finds the same one."""
+        if dev.kind != "tap":
+            return open_device(Path(self.system.path).resolve().parent, dev)
+        key = (component, self.system.components[component].devices.index(dev))
+        if key not in self.devices:
+            self.devices[key] = open_device(Path(self.system.path).resolve().parent, dev)
+        return self.devices[key]
 
     @classmethod
     def create(cls, system: System) -> Build:
@@ -129,9 +141,11 @@ class Build:
             channels.append(entry)
         devices = []
         for dev in spec.devices:
-            fd = _open_device(system, dev)
-            temporary.append(fd)
-            devices.append({"kind": dev.kind, "mode": dev.mode, "path": dev.path, "fd": add(fd)})
+            fd = self.device_fd(name, dev)
+            if dev.kind != "tap":
+                temporary.append(fd)
+            devices.append({"kind": dev.kind, "mode": dev.mode, "path": dev.path,
+                            "name": dev.name, "fd": add(fd)})
         limits = {k: v for k, v in (("memory", spec.limits.memory),
                                      ("cpu_seconds", spec.limits.cpu_seconds),
                                      ("open_files", spec.limits.open_files)) if v is not None}
@@ -157,17 +171,12 @@ class Build:
             if objs.call:
                 for sock in objs.call:
                     sock.close()
+        for fd in self.devices.values():
+            os.close(fd)
+        self.devices.clear()
         self.regions.clear()
         self.queues.clear()
         self.channels.clear()
-
-
-def _open_device(system: System, dev) -> int:
-    """Open a device for a component (the component itself can open nothing)."""
-    path = Path(system.path).resolve().parent / dev.path
-    if dev.mode == "r":
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
 
 
 @dataclass

@@ -123,10 +123,15 @@ def main(argv: list[str]) -> int:
     component.queues = queues
     component.channels = channels
     component.pools = pools
-    component.devices = [Device(d["kind"], d["mode"], d["path"], fds[d["fd"]])
+    component.devices = [Device(d["kind"], d["mode"], d["path"], fds[d["fd"]], d.get("name", ""))
                          for d in manifest.get("devices", [])]
+    device_fds = {}
+    for dev in component.devices:
+        if dev.kind == "tap":           # readable devices wake the component like a peer
+            channels[dev.name] = Channel(dev.name, "device", "outside")
+            device_fds[dev.name] = dev.fd
     component.counters = {}
-    runtime = Runtime(component, control, channels, serve, wait_fds, ledgers)
+    runtime = Runtime(component, control, channels, serve, wait_fds, ledgers, device_fds)
     for ch in channels.values():
         ch._runtime = runtime
     component._runtime = runtime

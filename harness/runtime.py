@@ -5,7 +5,8 @@ The runtime calls one entry point at a time:
 
 - ``init()`` once, after every grant is in place and the process is confined;
 - ``notified(channel)`` when a peer notified ``channel`` (a queue's channel is named after the
-  queue; notifications coalesce, as on seL4);
+  queue; notifications coalesce, as on seL4), or when a TAP device has frames to read (the
+  channel is named after the interface, ``channel.kind == "device"``);
 - ``protected(channel, msg)`` for a synchronous call from a lower-priority component, or from the
   operator through the control socket (``channel.name == "control"``); its return value is the
   reply;
@@ -43,6 +44,7 @@ class Device:
     mode: str
     path: str
     fd: int
+    name: str = ""          # a tap's interface name: also the name of its channel
 
 
 class ProtectedCallError(Exception):

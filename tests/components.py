@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
+import struct
+
+import numpy as np
 
 from harness import Component, ProtectedCallError
 from harness.forward import Forward
+from harness.origin import Origin
 
 
 class Callee(Component):
@@ -102,3 +107,62 @@ class DeviceEcho(Component):
         os.write(sink.fd, data.upper())
         print(f"copied {len(data)} bytes from {source.path}", flush=True)
         self.finish()
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+class TapProbe(Origin):
+    """Talks to the kernel through a TAP driver with hand-made frames: ARP for the kernel's
+    address, then an ICMP echo; prints what the kernel answers."""
+
+    MAC = bytes.fromhex("020000000002")
+
+    def init(self) -> None:
+        super().init()
+        self.rx = next(q for q in self.queues.values() if q.role == "consumer")
+        self.me = socket.inet_aton(self.config["address"])
+        self.peer = socket.inet_aton(self.config["peer"])
+        self.peer_mac = None
+        arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, self.MAC, self.me,
+                          b"\0" * 6, self.peer)
+        self._send(b"\xff" * 6 + self.MAC + b"\x08\x06" + arp)
+
+    def _send(self, frame: bytes) -> None:
+        batch = self.pool.take(1)
+        offset = int(batch["offset"][0])
+        self.out.data.array[offset:offset + len(frame)] = np.frombuffer(frame, np.uint8)
+        batch["length"] = len(frame)
+        self.out.send(batch)
+
+    def notified(self, channel) -> None:
+        if channel != self.rx.name:
+            return super().notified(channel)
+        batch = self.rx.receive()
+        for offset, length in zip(batch["offset"].tolist(), batch["length"].tolist(),
+                                  strict=True):
+            self._frame(bytes(self.rx.data.array[offset:offset + length]))
+        self.rx.release(batch)
+
+    def _frame(self, frame: bytes) -> None:
+        kind = frame[12:14]
+        if kind == b"\x08\x06" and frame[20:22] == b"\x00\x02" and frame[28:32] == self.peer:
+            self.peer_mac = frame[22:28]
+            print(f"ARP reply: {socket.inet_ntoa(self.peer)} is at {self.peer_mac.hex(':')}",
+                  flush=True)
+            icmp = struct.pack("!BBHHH", 8, 0, 0, 0x4242, 1) + b"capnet-probe"
+            icmp = icmp[:2] + struct.pack("!H", _checksum(icmp)) + icmp[4:]
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0,
+                             self.me, self.peer)
+            ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+            self._send(self.peer_mac + self.MAC + b"\x08\x00" + ip + icmp)
+        elif kind == b"\x08\x00" and frame[23] == 1 and frame[34] == 0:
+            ident, seq = struct.unpack("!HH", frame[38:42])
+            print(f"echo reply from {socket.inet_ntoa(frame[26:30])} id {ident:#x} seq {seq} "
+                  f"payload {frame[42:].decode(errors='replace')}", flush=True)

@@ -1,0 +1,92 @@
+"""Opening devices for components: the harness holds the authority, components get descriptors.
+
+- ``file``: opened read-only, or created/truncated for writing.
+- ``tap``: a TAP interface (``IFF_TAP | IFF_NO_PI``, non-blocking) created inside the named
+  network namespace. A forked helper enters the namespace (setns), opens ``/dev/net/tun``,
+  attaches it, gives the kernel side its address with iproute2, brings it up, and passes the
+  descriptor back over a socketpair (SCM_RIGHTS); the interface lives as long as the descriptor.
+"""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import fcntl
+import os
+import socket
+import struct
+import subprocess
+from pathlib import Path
+
+TUNSETIFF = 0x400454CA
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+CLONE_NEWNET = 0x40000000
+
+
+class DeviceError(OSError):
+    """A device could not be opened for a component."""
+
+
+def open_device(base: Path, dev) -> int:
+    if dev.kind == "file":
+        path = base / dev.path
+        if dev.mode == "r":
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    if dev.kind == "tap":
+        return open_tap(dev.name, dev.netns, dev.address)
+    raise DeviceError(f"unknown device kind {dev.kind!r}")
+
+
+def open_tap(name: str, netns: str = "", address: str = "") -> int:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:                                    # the helper: never returns
+        status = 1
+        try:
+            ours.close()
+            fd = _tap_here(name, netns, address)
+            theirs.sendmsg([b"ok"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                      array.array("i", [fd]))])
+            status = 0
+        except BaseException as exc:               # reported to the parent, then exit
+            try:
+                theirs.send(f"error: {exc}".encode()[:4000])
+            except OSError:
+                pass
+        finally:
+            os._exit(status)
+    theirs.close()
+    try:
+        fds = array.array("i")
+        msg, anc, _flags, _addr = ours.recvmsg(4096, socket.CMSG_LEN(fds.itemsize))
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[:fds.itemsize])
+    finally:
+        ours.close()
+        os.waitpid(pid, 0)
+    if not fds:
+        raise DeviceError(f"tap '{name}'{' in netns ' + netns if netns else ''}: "
+                          f"{msg.decode(errors='replace') or 'helper failed'}")
+    return fds[0]
+
+
+def _tap_here(name: str, netns: str, address: str) -> int:
+    if netns:
+        libc = ctypes.CDLL(None, use_errno=True)
+        nsfd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+        if libc.setns(nsfd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns({netns})")
+        os.close(nsfd)
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
+    commands = [["ip", "link", "set", name, "up"]]
+    if address:
+        commands.insert(0, ["ip", "addr", "add", address, "dev", name])
+    for cmd in commands:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise OSError(f"{' '.join(cmd)}: {done.stderr.strip()}")
+    return fd
