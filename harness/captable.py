@@ -38,7 +38,7 @@ def capabilities(system: System, component: str) -> list[tuple[str, str, str]]:
             detail += f"; called by {peer}"
         rows.append(("channel", ch.name, detail))
     for i, dev in enumerate(spec.devices):
-        if dev.kind == "tap":
+        if dev.kind in ("tap", "afpacket"):
             where = f" in netns {dev.netns}" if dev.netns else ""
             kernel = f", kernel side {dev.address}" if dev.address else ""
             rows.append(("device", f"tap[{i}]", f"{dev.name}{where}{kernel}, frames both ways"))

@@ -37,7 +37,7 @@ REGION_KEYS = ("size", "buffer_size")
 COMPONENT_KEYS = ("program", "priority", "config", "maps", "restart", "max_restarts", "limits",
                   "devices")
 DEVICE_KEYS = ("kind", "path", "mode", "name", "netns", "address")
-DEVICE_KINDS = ("file", "tap")
+DEVICE_KINDS = ("file", "tap", "afpacket")
 DEVICE_MODES = ("r", "w", "rw")
 IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}$")
 NETNS = re.compile(r"[A-Za-z0-9_.-]{1,64}$")
@@ -392,8 +392,8 @@ def _devices(ck: _Checker, raw, key: str) -> tuple[DeviceSpec, ...] | None:
         dev = ck.table(dev, dkey)
         ck.keys(dev, dkey, DEVICE_KEYS)
         kind = ck.choice(dev.get("kind"), f"{dkey}.kind", DEVICE_KINDS)
-        if kind == "tap":
-            spec = _tap_device(ck, dev, dkey)
+        if kind in ("tap", "afpacket"):
+            spec = _tap_device(ck, dev, dkey, kind)
         elif kind == "file":
             spec = _file_device(ck, dev, dkey)
         else:
@@ -419,7 +419,8 @@ def _file_device(ck: _Checker, dev: dict, dkey: str) -> DeviceSpec | None:
     return DeviceSpec("file", mode, path) if mode else None
 
 
-def _tap_device(ck: _Checker, dev: dict, dkey: str) -> DeviceSpec | None:
+def _tap_device(ck: _Checker, dev: dict, dkey: str, kind: str) -> DeviceSpec | None:
+    """A TAP interface to create, or (``afpacket``) an existing interface to bind to."""
     good = ck.choice(dev.get("mode", "rw"), f"{dkey}.mode", ("rw",)) is not None
     name, netns, address = dev.get("name"), dev.get("netns", ""), dev.get("address", "")
     if not isinstance(name, str) or not IFNAME.match(name):
@@ -433,11 +434,15 @@ def _tap_device(ck: _Checker, dev: dict, dkey: str) -> DeviceSpec | None:
         ck.error(f"{dkey}.netns", f"no network namespace '{netns}'",
                  f"create it with: ip netns add {netns}")
         good = False
-    if address and (not isinstance(address, str) or not CIDR.match(address)):
+    if address and kind == "afpacket":
+        ck.error(f"{dkey}.address", "an afpacket device binds to an existing interface; "
+                                    "configure its address with iproute2")
+        good = False
+    elif address and (not isinstance(address, str) or not CIDR.match(address)):
         ck.error(f"{dkey}.address", f"an IPv4 address with prefix (10.77.0.1/24), got "
                                     f"{address!r}")
         good = False
-    return DeviceSpec("tap", "rw", "", name, netns, address) if good else None
+    return DeviceSpec(kind, "rw", "", name, netns, address) if good else None
 
 
 def _limits(ck: _Checker, raw, key: str) -> Limits | None:

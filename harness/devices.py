@@ -1,6 +1,8 @@
 """Opening devices for components: the harness holds the authority, components get descriptors.
 
 - ``file``: opened read-only, or created/truncated for writing.
+- ``afpacket``: a raw AF_PACKET socket bound to interface ``name`` (in ``netns``), every
+  protocol, non-blocking.
 - ``tap``: a TAP interface (``IFF_TAP | IFF_NO_PI``, non-blocking) created inside the named
   network namespace. A forked helper enters the namespace (setns), opens ``/dev/net/tun``,
   attaches it, gives the kernel side its address with iproute2, brings it up, and passes the
@@ -22,6 +24,7 @@ TUNSETIFF = 0x400454CA
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 CLONE_NEWNET = 0x40000000
+ETH_P_ALL = 0x0003
 
 
 class DeviceError(OSError):
@@ -35,18 +38,24 @@ def open_device(base: Path, dev) -> int:
             return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     if dev.kind == "tap":
-        return open_tap(dev.name, dev.netns, dev.address)
+        return _in_netns(dev.netns, lambda: _tap_here(dev.name, dev.address),
+                         f"tap '{dev.name}'")
+    if dev.kind == "afpacket":
+        return _in_netns(dev.netns, lambda: _packet_socket_here(dev.name),
+                         f"afpacket on '{dev.name}'")
     raise DeviceError(f"unknown device kind {dev.kind!r}")
 
 
-def open_tap(name: str, netns: str = "", address: str = "") -> int:
+def _in_netns(netns: str, opener, what: str) -> int:
+    """Run ``opener`` (which returns an fd) in a forked helper inside ``netns``."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:                                    # the helper: never returns
         status = 1
         try:
             ours.close()
-            fd = _tap_here(name, netns, address)
+            _enter(netns)
+            fd = opener()
             theirs.sendmsg([b"ok"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                       array.array("i", [fd]))])
             status = 0
@@ -68,18 +77,29 @@ def open_tap(name: str, netns: str = "", address: str = "") -> int:
         ours.close()
         os.waitpid(pid, 0)
     if not fds:
-        raise DeviceError(f"tap '{name}'{' in netns ' + netns if netns else ''}: "
+        raise DeviceError(f"{what}{' in netns ' + netns if netns else ''}: "
                           f"{msg.decode(errors='replace') or 'helper failed'}")
     return fds[0]
 
 
-def _tap_here(name: str, netns: str, address: str) -> int:
+def _enter(netns: str) -> None:
     if netns:
         libc = ctypes.CDLL(None, use_errno=True)
         nsfd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
         if libc.setns(nsfd, CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), f"setns({netns})")
         os.close(nsfd)
+
+
+def _packet_socket_here(interface: str) -> int:
+    """A raw AF_PACKET socket for every protocol, bound to ``interface``, non-blocking."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    sock.bind((interface, 0))
+    sock.setblocking(False)
+    return sock.detach()
+
+
+def _tap_here(name: str, address: str) -> int:
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
     fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
     commands = [["ip", "link", "set", name, "up"]]

@@ -50,8 +50,9 @@ class Build:
 
     def device_fd(self, component: str, dev) -> int:
         """The descriptor of a component's device. Files are opened afresh for each launch;
-        a TAP interface is opened once and kept, so a restarted driver finds the same one."""
-        if dev.kind != "tap":
+        a TAP interface or packet socket is opened once and kept, so a restarted driver finds the
+        same one."""
+        if dev.kind not in ("tap", "afpacket"):
             return open_device(Path(self.system.path).resolve().parent, dev)
         key = (component, self.system.components[component].devices.index(dev))
         if key not in self.devices:
@@ -142,7 +143,7 @@ class Build:
         devices = []
         for dev in spec.devices:
             fd = self.device_fd(name, dev)
-            if dev.kind != "tap":
+            if dev.kind not in ("tap", "afpacket"):
                 temporary.append(fd)
             devices.append({"kind": dev.kind, "mode": dev.mode, "path": dev.path,
                             "name": dev.name, "fd": add(fd)})

@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
                          for d in manifest.get("devices", [])]
     device_fds = {}
     for dev in component.devices:
-        if dev.kind == "tap":           # readable devices wake the component like a peer
+        if dev.kind in ("tap", "afpacket"):   # readable devices wake the component like a peer
             channels[dev.name] = Channel(dev.name, "device", "outside")
             device_fds[dev.name] = dev.fd
     component.counters = {}
