@@ -2,7 +2,9 @@
 
 Each component counts ``in`` (frames it received or, for a source, created), ``out`` (frames it
 passed on or, for a sink, delivered) and ``dropped.<reason>``; a component that still holds frames
-when stopped reports them as ``pending``. Descriptors a queue end refused (out of bounds,
+when stopped reports them as ``pending``; one that makes frames up mid-pipeline (a wire that
+duplicates) counts them in ``in`` and in ``created``, so for the system
+in + created = out + dropped + pending. Descriptors a queue end refused (out of bounds,
 duplicate, ...) never reach the component and are counted by the queue as ``rejected``; frames a
 diode's producer overwrote before its consumer read them are counted by the consumer's end as
 ``overrun``.
@@ -24,7 +26,7 @@ def _numbers(stats: dict | None) -> dict:
         overrun += int(q.get("overrun", 0))
     return {"in": int(counters.get("in", 0)), "out": int(counters.get("out", 0)),
             "dropped": dropped, "pending": int(counters.get("pending", 0)), "rejected": rejected,
-            "overrun": overrun}
+            "overrun": overrun, "created": int(counters.get("created", 0))}
 
 
 def conservation(system: System, components: dict) -> dict:
@@ -49,7 +51,8 @@ def conservation(system: System, components: dict) -> dict:
         if n["overrun"]:
             dropped["diode_overrun"] = dropped.get("diode_overrun", 0) + n["overrun"]
     pending = sum(n["pending"] for n in per.values())
+    created = sum(per[n]["created"] for n in per if n not in sources)
     return {"components": per, "in": frames_in, "out": frames_out, "dropped": dropped,
-            "pending": pending,
-            "balanced": frames_in == frames_out + sum(dropped.values()) + pending
+            "pending": pending, "created": created,
+            "balanced": frames_in + created == frames_out + sum(dropped.values()) + pending
             and all(n["balanced"] for n in per.values())}

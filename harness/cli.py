@@ -228,7 +228,8 @@ def render_summary(summary: dict, out: Console) -> None:
     out.print(table)
     dropped = sum(cons["dropped"].values())
     verdict = "holds" if cons["balanced"] else "DOES NOT HOLD"
-    out.print(f"conservation {verdict}: in {cons['in']} = out {cons['out']} + dropped {dropped} "
+    created = f" + created {cons['created']}" if cons.get("created") else ""
+    out.print(f"conservation {verdict}: in {cons['in']}{created} = out {cons['out']} + dropped {dropped} "
               f"{dict(sorted(cons['dropped'].items()))} + pending {cons['pending']}",
               markup=False, highlight=False)
     failed = [n for n, c in summary["components"].items() if c["faults"]]
