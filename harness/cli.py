@@ -9,6 +9,7 @@
     capnet replay CAPTURE [-w OUT] [--topspeed | --multiplier X | --pps N | --mbps N] ...
     capnet gen OUT.pcap [--count N] [--flows F] [--mix imix|small|large] [--seed S]
     capnet bench rings [--json FILE] [--seconds S]
+    capnet filter …, capnet attest …, capnet bench pipeline|filter|stack|gateway …
 
 Bad input (description, arguments) prints one clear message per problem and exits with status 2;
 nothing is started.
@@ -68,14 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("message", metavar="MESSAGE-JSON")
     call.add_argument("--control", metavar="PATH")
 
-    sub.add_parser("replay", help="replay a capture through a pipeline; latency and counters")
-    gen = sub.add_parser("gen", help="write a seeded synthetic capture (IPv4/IPv6 TCP/UDP/ICMP)",
-                         add_help=False)
-    gen.add_argument("rest", nargs=argparse.REMAINDER)
-
-    bench = sub.add_parser("bench", help="benchmarks against peers, in one run")
-    bench.add_argument("what", choices=["rings"])
-    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    # commands contributed by other packages: listed here for --help, run by main()
+    benches = sorted(n.split(".", 1)[1] for n in _plugin_commands() if n.startswith("bench."))
+    for word in sorted({n.split(".")[0] for n in _plugin_commands()}):
+        text = (f"benchmarks against peers, in one run: {', '.join(benches)}" if word == "bench"
+                else f"see capnet {word} --help")
+        sub.add_parser(word, help=text, add_help=False)
     return p
 
 
@@ -294,18 +293,34 @@ def _render_live(result: dict, out: Console) -> None:
     out.print(table)
 
 
+def _plugin_commands() -> dict[str, object]:
+    """Commands other packages contribute (``[project.entry-points."capnet.commands"]``).
+
+    An entry's name is the command words joined by dots (``bench.rings``); its value is a
+    ``main(argv) -> int``. The harness names them but never imports them until one is run, so
+    the import direction stays shmring ← harness ← the component packages.
+    """
+    from importlib.metadata import entry_points
+    return {ep.name: ep for ep in entry_points(group="capnet.commands")}
+
+
+def _plugin_command(argv: list[str]):
+    commands = _plugin_commands()
+    for words in (2, 1):
+        name = ".".join(argv[:words])
+        if len(argv) >= words and name in commands:
+            return name, commands[name]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    # commands with parsers of their own get their arguments untouched (including --help)
-    if argv[:1] == ["gen"]:
-        from drivers.capgen import main as gen_main  # a command of the drivers package
-        return gen_main(argv[1:])
-    if argv[:1] == ["replay"]:
-        from drivers.replay import main as replay_main  # a command of the drivers package
-        return replay_main(argv[1:])
-    if argv[:2] == ["bench", "rings"]:
-        from bench.rings import main as bench_rings
-        return bench_rings(argv[2:])
+    # commands of other packages (gen, replay, filter, attest, bench …) get their arguments
+    # untouched, including --help; they are found through the "capnet.commands" entry points
+    plugin = _plugin_command(argv)
+    if plugin is not None:
+        name, entry = plugin
+        return entry.load()(argv[len(name.split(".")):])
     args = _parser().parse_args(argv)
     wide = None if sys.stdout.isatty() else 140
     out, err = Console(width=wide), Console(stderr=True, width=wide)
