@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from harness.description import System
+from harness.description import NETWORK_DEVICE_KINDS, System
 
 
 def _size(n: int) -> str:
@@ -38,7 +38,7 @@ def capabilities(system: System, component: str) -> list[tuple[str, str, str]]:
             detail += f"; called by {peer}"
         rows.append(("channel", ch.name, detail))
     for i, dev in enumerate(spec.devices):
-        if dev.kind in ("tap", "afpacket"):
+        if dev.kind in NETWORK_DEVICE_KINDS:
             where = f" in netns {dev.netns}" if dev.netns else ""
             kernel = f", kernel side {dev.address}" if dev.address else ""
             rows.append(("device", f"tap[{i}]", f"{dev.name}{where}{kernel}, frames both ways"))

@@ -37,7 +37,8 @@ REGION_KEYS = ("size", "buffer_size")
 COMPONENT_KEYS = ("program", "priority", "config", "maps", "restart", "max_restarts", "limits",
                   "devices")
 DEVICE_KEYS = ("kind", "path", "mode", "name", "netns", "address")
-DEVICE_KINDS = ("file", "tap", "afpacket")
+NETWORK_DEVICE_KINDS = ("tap", "tun", "afpacket")   # interfaces: read and written, both ways
+DEVICE_KINDS = ("file", *NETWORK_DEVICE_KINDS)
 DEVICE_MODES = ("r", "w", "rw")
 IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}$")
 NETNS = re.compile(r"[A-Za-z0-9_.-]{1,64}$")
@@ -78,7 +79,8 @@ class DeviceSpec:
     ``file``: a file opened read-only (``r``) or created/truncated for writing (``w``); a relative
     path is relative to the description's folder. ``tap``: a Linux TAP interface ``name``
     created in network namespace ``netns`` (the current one if empty), its kernel side given
-    ``address`` (CIDR) and brought up; frames flow both ways (mode ``rw``)."""
+    ``address`` (CIDR) and brought up; frames flow both ways (mode ``rw``). ``tun``: the same
+    with a TUN interface, which carries bare IP packets (no Ethernet header, no ARP)."""
 
     kind: str
     mode: str
@@ -392,7 +394,7 @@ def _devices(ck: _Checker, raw, key: str) -> tuple[DeviceSpec, ...] | None:
         dev = ck.table(dev, dkey)
         ck.keys(dev, dkey, DEVICE_KEYS)
         kind = ck.choice(dev.get("kind"), f"{dkey}.kind", DEVICE_KINDS)
-        if kind in ("tap", "afpacket"):
+        if kind in NETWORK_DEVICE_KINDS:
             spec = _tap_device(ck, dev, dkey, kind)
         elif kind == "file":
             spec = _file_device(ck, dev, dkey)

@@ -7,6 +7,7 @@
   network namespace. A forked helper enters the namespace (setns), opens ``/dev/net/tun``,
   attaches it, gives the kernel side its address with iproute2, brings it up, and passes the
   descriptor back over a socketpair (SCM_RIGHTS); the interface lives as long as the descriptor.
+- ``tun``: the same with ``IFF_TUN``: bare IP packets, no Ethernet header.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 from pathlib import Path
 
 TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 CLONE_NEWNET = 0x40000000
@@ -37,9 +39,10 @@ def open_device(base: Path, dev) -> int:
         if dev.mode == "r":
             return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    if dev.kind == "tap":
-        return _in_netns(dev.netns, lambda: _tap_here(dev.name, dev.address),
-                         f"tap '{dev.name}'")
+    if dev.kind in ("tap", "tun"):
+        flags = IFF_TAP if dev.kind == "tap" else IFF_TUN
+        return _in_netns(dev.netns, lambda: _tap_here(dev.name, dev.address, flags),
+                         f"{dev.kind} '{dev.name}'")
     if dev.kind == "afpacket":
         return _in_netns(dev.netns, lambda: _packet_socket_here(dev.name),
                          f"afpacket on '{dev.name}'")
@@ -99,9 +102,9 @@ def _packet_socket_here(interface: str) -> int:
     return sock.detach()
 
 
-def _tap_here(name: str, address: str) -> int:
+def _tap_here(name: str, address: str, flags: int) -> int:
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
-    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), flags | IFF_NO_PI))
     commands = [["ip", "link", "set", name, "up"]]
     if address:
         commands.insert(0, ["ip", "addr", "add", address, "dev", name])

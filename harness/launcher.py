@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import messages
-from harness.description import System, program_paths
+from harness.description import NETWORK_DEVICE_KINDS, System, program_paths
 from harness.devices import open_device
 from shmring import Region, queue_bytes
 from shmring.diode import diode_bytes
@@ -52,7 +52,7 @@ class Build:
         """The descriptor of a component's device. Files are opened afresh for each launch;
         a TAP interface or packet socket is opened once and kept, so a restarted driver finds the
         same one."""
-        if dev.kind not in ("tap", "afpacket"):
+        if dev.kind not in NETWORK_DEVICE_KINDS:
             return open_device(Path(self.system.path).resolve().parent, dev)
         key = (component, self.system.components[component].devices.index(dev))
         if key not in self.devices:
@@ -143,7 +143,7 @@ class Build:
         devices = []
         for dev in spec.devices:
             fd = self.device_fd(name, dev)
-            if dev.kind not in ("tap", "afpacket"):
+            if dev.kind not in NETWORK_DEVICE_KINDS:
                 temporary.append(fd)
             devices.append({"kind": dev.kind, "mode": dev.mode, "path": dev.path,
                             "name": dev.name, "fd": add(fd)})

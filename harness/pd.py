@@ -22,6 +22,7 @@ import numpy.ma  # noqa: F401  (numpy imports these lazily, e.g. inside np.uniqu
 import numpy.random  # noqa: F401  confined, a lazy import cannot read its files)
 
 from harness import messages
+from harness.description import NETWORK_DEVICE_KINDS
 from harness.eventloop import Runtime
 from harness.runtime import Channel, Component, Device
 from harness.sandbox import Confinement, SandboxError, confine
@@ -127,7 +128,7 @@ def main(argv: list[str]) -> int:
                          for d in manifest.get("devices", [])]
     device_fds = {}
     for dev in component.devices:
-        if dev.kind in ("tap", "afpacket"):   # readable devices wake the component like a peer
+        if dev.kind in NETWORK_DEVICE_KINDS:   # readable devices wake the component like a peer
             channels[dev.name] = Channel(dev.name, "device", "outside")
             device_fds[dev.name] = dev.fd
     component.counters = {}

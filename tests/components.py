@@ -120,7 +120,8 @@ def _checksum(data: bytes) -> int:
 
 class TapProbe(Origin):
     """Talks to the kernel through a TAP driver with hand-made frames: ARP for the kernel's
-    address, then an ICMP echo; prints what the kernel answers."""
+    address, then an ICMP echo; prints what the kernel answers. With ``tun = true`` it speaks
+    bare IPv4 (a TUN driver): the echo at once, no Ethernet, no ARP."""
 
     MAC = bytes.fromhex("020000000002")
 
@@ -130,6 +131,10 @@ class TapProbe(Origin):
         self.me = socket.inet_aton(self.config["address"])
         self.peer = socket.inet_aton(self.config["peer"])
         self.peer_mac = None
+        self.tun = bool(self.config.get("tun", False))
+        if self.tun:
+            self._send(self._echo())
+            return
         arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, self.MAC, self.me,
                           b"\0" * 6, self.peer)
         self._send(b"\xff" * 6 + self.MAC + b"\x08\x06" + arp)
@@ -150,18 +155,23 @@ class TapProbe(Origin):
             self._frame(bytes(self.rx.data.array[offset:offset + length]))
         self.rx.release(batch)
 
+    def _echo(self) -> bytes:
+        """An IPv4 ICMP echo request to the peer."""
+        icmp = struct.pack("!BBHHH", 8, 0, 0, 0x4242, 1) + b"capnet-probe"
+        icmp = icmp[:2] + struct.pack("!H", _checksum(icmp)) + icmp[4:]
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0,
+                         self.me, self.peer)
+        return ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:] + icmp
+
     def _frame(self, frame: bytes) -> None:
+        if self.tun:    # bare IPv4: pretend an Ethernet header for the parsing below
+            frame = b"\0" * 12 + b"\x08\x00" + frame
         kind = frame[12:14]
         if kind == b"\x08\x06" and frame[20:22] == b"\x00\x02" and frame[28:32] == self.peer:
             self.peer_mac = frame[22:28]
             print(f"ARP reply: {socket.inet_ntoa(self.peer)} is at {self.peer_mac.hex(':')}",
                   flush=True)
-            icmp = struct.pack("!BBHHH", 8, 0, 0, 0x4242, 1) + b"capnet-probe"
-            icmp = icmp[:2] + struct.pack("!H", _checksum(icmp)) + icmp[4:]
-            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0,
-                             self.me, self.peer)
-            ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
-            self._send(self.peer_mac + self.MAC + b"\x08\x00" + ip + icmp)
+            self._send(self.peer_mac + self.MAC + b"\x08\x00" + self._echo())
         elif kind == b"\x08\x00" and frame[23] == 1 and frame[34] == 0:
             ident, seq = struct.unpack("!HH", frame[38:42])
             print(f"echo reply from {socket.inet_ntoa(frame[26:30])} id {ident:#x} seq {seq} "

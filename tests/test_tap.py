@@ -92,3 +92,16 @@ def test_kernel_answers_through_af_packet_on_a_veth_pair(tmp_path, netns):
     proc, summary = run_system(tmp_path, SYSTEM.replace("PROGRAM", "drivers.afpacket:AfPacket")
                                .replace("DEVICE", device), "--duration", "3")
     _assert_kernel_answered(proc, summary)
+
+
+def test_kernel_answers_ping_written_by_the_tun_driver(tmp_path, netns):
+    tun = f"cu{os.getpid() % 100000}"
+    device = f'{{ kind = "tun", name = "{tun}", netns = "{netns}", address = "10.77.9.1/24" }}'
+    system = (SYSTEM.replace("PROGRAM", "drivers.tap:Tun").replace("DEVICE", device)
+              .replace('peer = "10.77.9.1" }', 'peer = "10.77.9.1", tun = true }'))
+    proc, summary = run_system(tmp_path, system, "--duration", "3")
+    assert "[probe] echo reply from 10.77.9.1 id 0x4242 seq 1 payload capnet-probe" \
+        in proc.stdout, proc.stdout + proc.stderr
+    assert "ARP" not in proc.stdout
+    nic = summary["components"]["nic"]
+    assert nic["faults"] == [] and summary["conservation"]["components"]["nic"]["balanced"]
