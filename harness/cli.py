@@ -90,8 +90,12 @@ def _positive_float(text: str) -> float:
 
 def _load(path: str, overrides: list[str], err: Console, warnings: bool = True):
     from harness.description import DescriptionError, load
+    from harness.preflight import preflight
     try:
         system = load(path, overrides)
+        problems = preflight(system)
+        if problems:
+            raise DescriptionError(problems)
     except DescriptionError as exc:
         for problem in exc.problems:
             err.print(str(problem), markup=False, highlight=False)
