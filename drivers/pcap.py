@@ -6,15 +6,18 @@ Replay (devices: the capture, ``r``). Config:
   (original gaps divided by ``multiplier``), ``pps`` (``pps`` frames/s), ``mbps`` (``mbps``
   Mbit/s of frame bytes) — tcpreplay's ``-t``, default, ``-x``, ``-p`` and ``-M``;
 - ``loop`` (times through the file, default 1), ``duration`` (s, 0 = no limit),
-  ``preload`` (read the whole file into memory before starting), ``batch`` (frames per
+  ``preload`` (load the frames before starting, as tcpreplay's ``-K``), ``batch`` (frames per
   enqueue, default 32).
 Each frame is copied once, from the mapped file straight into a buffer of the data region. Its
 descriptor carries the ingress time (``timestamp``, monotonic ns) and the record's index in the
-file (``meta``). A corrupt or truncated file is replayed up to its first bad record, whose byte
+file (``meta``). With ``preload``, when the region has a buffer for every frame, the frames are
+copied into the region before the clock starts and stay *resident*: each replay (every loop)
+sends a descriptor for a frame already in place, once its buffer has come back — no copy at
+all while replaying. A corrupt or truncated file is replayed up to its first bad record, whose byte
 offset is reported; frames longer than the region's buffers are dropped (``oversize``).
 
-Capture (devices: the output, ``w``; optionally the replayed input, ``r``, to keep each frame's
-original timestamp, length and interface). Config: ``format`` (``pcap``/``pcapng``) and
+Capture (devices: the output, ``w`` — without one it only measures; optionally the replayed
+input, ``r``, to keep each frame's original timestamp, length and interface). Config: ``format`` (``pcap``/``pcapng``) and
 ``nanosecond`` when there is no input to follow. Records each frame's latency (now − ingress)
 in an HDR histogram, reported by ``stats()``.
 """
@@ -29,6 +32,7 @@ from drivers.capture import CaptureWriter, copy_frames, map_fd, scan
 from drivers.hdrhist import Histogram
 from harness import Component
 from harness.origin import Origin
+from shmring.descriptor import DESC_DTYPE
 
 MODES = ("topspeed", "original", "multiplier", "pps", "mbps")
 TURN_FRAMES = 1024          # frames per entry point, so control messages stay responsive
@@ -63,10 +67,35 @@ class Replay(Origin):
                   "are replayed", flush=True)
         self.n = len(self.records)
         self.buffer_size = self.out.ledger.buffer_size
+        self.resident = bool(cfg.get("preload")) and self._load_resident()
         self._schedule()
         self.k = 0                       # frames offered so far, over all loops
         self.started = self.now()
         self.set_timer(self.started, "produce")
+
+    def _load_resident(self) -> bool:
+        """Copy every frame into a buffer of its own, if the pool has enough and all fit."""
+        r = self.records
+        if self.n == 0 or self.n > len(self.pool) or int(r["caplen"].max()) > self.buffer_size:
+            return False
+        slots = self.pool.take(self.n)
+        self.slot = slots["offset"].astype(np.uint64)           # record -> its buffer
+        self.record_of = np.full(self.out.ledger.nbuf, -1, np.int64)   # buffer -> record
+        self.record_of[(self.slot // np.uint64(self.buffer_size)).astype(np.int64)] = \
+            np.arange(self.n)
+        copy_frames(self.file, r, self.out.data.array, self.slot.astype(np.int64))
+        self.home = np.ones(self.n, bool)                        # buffer back with us
+        self.batch = max(self.batch, 256)
+        return True
+
+    def notified(self, channel) -> None:
+        if self.resident and channel == self.out.name:
+            back = self.out.reclaim()
+            shift = np.uint64(self.buffer_size.bit_length() - 1)
+            self.home[self.record_of[(back["offset"] >> shift).astype(np.int64)]] = True
+            self.produce()
+            return
+        super().notified(channel)
 
     def _schedule(self) -> None:
         """Due time of each record within one pass (ns after the start) and a pass's length."""
@@ -104,10 +133,13 @@ class Replay(Origin):
                 if want == 0:
                     self.set_timer(self.started + self._due_at(self.k), "produce")
                     return
-            buffers = self.pool.take(min(want, self.out.space()))
-            if not len(buffers):
-                return                    # wait for buffers to come back
-            sent = self._send(buffers, now)
+            if self.resident:
+                sent = self._send_resident(min(want, self.out.space()), now)
+            else:
+                buffers = self.pool.take(min(want, self.out.space()))
+                if not len(buffers):
+                    return                    # wait for buffers to come back
+                sent = self._send(buffers, now)
             sent_this_turn += sent
             if sent == 0:
                 return
@@ -127,6 +159,29 @@ class Replay(Origin):
         elapsed = now - self.started - loop * self.period
         end = int(np.searchsorted(self.due, elapsed, side="right"))
         return max(0, end - i) if end > i else 0
+
+    def _send_resident(self, want: int, now: int) -> int:
+        """Send descriptors for the next ``want`` frames whose buffers are home."""
+        index = (self.k + np.arange(want)) % self.n
+        home = self.home[index]
+        if not home.all():
+            index = index[:int(np.argmin(home))]     # in order: stop at the first still out
+        if not len(index):
+            return 0
+        recs = self.records[index]
+        batch = np.zeros(len(index), DESC_DTYPE)
+        batch["offset"] = self.slot[index]
+        batch["length"] = recs["caplen"]
+        batch["timestamp"] = now
+        batch["meta"] = index
+        batch["flags"] = recs["interface"]
+        sent = self.out.send(batch)
+        self.home[index[:sent]] = False
+        self.count("in", sent)
+        self.count("out", sent)
+        self.count("bytes", int(recs["caplen"][:sent].sum()))
+        self.k += sent
+        return sent
 
     def _send(self, buffers: np.ndarray, now: int) -> int:
         n = len(buffers)
@@ -155,16 +210,17 @@ class Replay(Origin):
 
 class Capture(Component):
     def init(self) -> None:
-        out = _device(self, "w")
+        out = _device(self, "w", required=False)
         source = _device(self, "r", required=False)
         self.inputs = [q for q in self.queues.values() if q.role == "consumer"]
-        self.records = None
+        self.records = self.writer = None
         if source is not None:
             result = scan(map_fd(source.fd))
             self.records = result.records
             os.close(source.fd)
-            self.writer = CaptureWriter(out.fd, result.format, interfaces=result.interfaces)
-        else:
+            if out is not None:
+                self.writer = CaptureWriter(out.fd, result.format, interfaces=result.interfaces)
+        elif out is not None:
             self.writer = CaptureWriter(out.fd, self.config.get("format", "pcap"),
                                         nanosecond=bool(self.config.get("nanosecond", False)))
         self.latency = Histogram(lowest=100, highest=60_000_000_000, significant_digits=3)
@@ -185,7 +241,9 @@ class Capture(Component):
             self.first_ingress = int(ingress[0])
         self.last_ingress = int(ingress[-1])
         offsets, lengths = batch["offset"].astype(np.int64), batch["length"].astype(np.int64)
-        if self.records is not None:
+        if self.writer is None:
+            pass
+        elif self.records is not None:
             recs = self.records[batch["meta"].astype(np.int64) % len(self.records)]
             self.writer.write_batch(q.data.array, offsets, lengths, recs["ts_ns"],
                                     recs["origlen"], recs["interface"])
@@ -197,7 +255,8 @@ class Capture(Component):
         q.release(batch)
 
     def stop(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
     def stats(self) -> dict:
         return {"latency_ns": self.latency.summary() if self.latency.count else None,

@@ -72,10 +72,17 @@ def _timing(args) -> str:
     return 'mode = "original"'
 
 
-def describe(capture: Path, out: Path, max_caplen: int, args) -> str:
+RESIDENT_LIMIT = 1 << 30     # a preloaded capture stays resident in a region up to this size
+
+
+def describe(capture: Path, out: Path | None, max_caplen: int, frames: int, args) -> str:
     """The standard pipeline's system description for this replay."""
     buffer_size = max(2048, 1 << (max(max_caplen, 1) - 1).bit_length())
+    buffers = 4096
+    if args.preload and frames * buffer_size <= RESIDENT_LIMIT:
+        buffers = max(buffers, frames + 2048)      # every frame resident, and room to spare
     extra = ", preload = true" if args.preload else ""
+    output = f'{{ kind = "file", path = {json.dumps(str(out))}, mode = "w" }}, ' if out else ""
     if args.duration:
         extra += f", duration = {args.duration}"
     return f"""
@@ -84,7 +91,7 @@ name = "replay-{os.getpid()}"
 description = "replay -> pass-through -> capture"
 
 [regions.frames]
-size = {buffer_size * 4096}
+size = {buffer_size * buffers}
 buffer_size = {buffer_size}
 
 [components.replay]
@@ -103,8 +110,7 @@ maps = [{{ region = "frames", perms = "r" }}]
 program = "drivers.pcap:Capture"
 priority = 100
 maps = [{{ region = "frames", perms = "r" }}]
-devices = [{{ kind = "file", path = {json.dumps(str(out))}, mode = "w" }},
-           {{ kind = "file", path = {json.dumps(str(capture))}, mode = "r" }}]
+devices = [{output}{{ kind = "file", path = {json.dumps(str(capture))}, mode = "r" }}]
 
 [[queues]]
 name = "ingress"
@@ -220,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"capnet replay: {args.capture}: frames up to {max_caplen} bytes; buffers are "
                   "at most 65536 bytes, longer frames are dropped (oversize)", markup=False)
     with tempfile.TemporaryDirectory(prefix="capnet-replay-") as tmp:
-        target = Path(args.write).resolve() if args.write else Path(os.devnull)
-        text = describe(capture, target, min(max_caplen, 65536), args)
+        target = Path(args.write).resolve() if args.write else None
+        text = describe(capture, target, min(max_caplen, 65536), len(result.records), args)
         (Path(tmp) / "replay.toml").write_text(text)
         try:
             system = load(Path(tmp) / "replay.toml")
@@ -241,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(system, args, expected: int, err: Console) -> dict:
     supervisor = Supervisor(system, emit=lambda line: print(line, file=sys.stderr, flush=True),
                             control_path=args.control)
-    try:
+    with supervisor.stopping_on_signals():
         supervisor.start()
         if err.is_terminal and expected > 200_000:
             with Progress(console=err, transient=True) as progress:
@@ -254,6 +260,3 @@ def _run(system, args, expected: int, err: Console) -> dict:
         else:
             supervisor.run(args.duration)
         return summarise(supervisor.shutdown(), expected)
-    except BaseException:
-        supervisor.kill_all()
-        raise

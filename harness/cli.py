@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 
 from rich.console import Console
@@ -180,9 +179,7 @@ def cmd_run(args, out: Console, err: Console) -> int:
             print(line, flush=True)
 
     supervisor = Supervisor(system, emit=emit, control_path=args.control)
-    previous = {sig: signal.signal(sig, lambda s, f: supervisor.request_stop(
-        f"interrupted ({signal.Signals(s).name})")) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with supervisor.stopping_on_signals():
         try:
             supervisor.start()
         except ControlError as exc:
@@ -201,12 +198,6 @@ def cmd_run(args, out: Console, err: Console) -> int:
         reason = supervisor.run(args.duration)
         emit(f"capnet: stopping ({reason})")
         summary = supervisor.shutdown()
-    except BaseException:
-        supervisor.kill_all()
-        raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     render_summary(summary, out)
     if args.stats_json:
         with open(args.stats_json, "w") as fh:

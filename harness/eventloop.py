@@ -24,6 +24,7 @@ from shmring.descriptor import descriptors
 from shmring.notify import Waiter, drain, signal
 
 SPIN_NS = 50_000
+SETTLE_NS = 200_000     # how soon to retry releasing buffers the free ring had no room for
 
 
 class Runtime:
@@ -115,7 +116,10 @@ class Runtime:
                 continue
             if self._arm_all():
                 continue
-            keys = waiter.wait(self._timeout_ns(), SPIN_NS, poll=self._any_pending)
+            timeout = self._timeout_ns()
+            if self._settle():      # released buffers wait for room: look again soon
+                timeout = SETTLE_NS if timeout is None else min(timeout, SETTLE_NS)
+            keys = waiter.wait(timeout, SPIN_NS, poll=self._any_pending)
             self._stalled.clear()       # news, or a bounded sleep ended: offer everything again
             for kind, name in keys:
                 if self._stopping:      # the final counters are taken: run nothing more
@@ -148,6 +152,11 @@ class Runtime:
                 q.disarm()
                 ready = True
         return ready
+
+    def _settle(self) -> int:
+        waiting = sum(q.settle() for q in self.queues.values() if q.role == "consumer")
+        self._flush()
+        return waiting
 
     def _any_pending(self) -> bool:
         return any(q.pending() for q in self._incoming() if q.name not in self._stalled)
@@ -238,6 +247,7 @@ class Runtime:
                 if not self._offer_queues() or self._stalled:
                     break
             ok = self._entry(self.component.stop)
+            self._settle()
             messages.send(self.control, {"id": ident, "stats": self.snapshot(), "final": True})
             self._stopping = True
             return ok

@@ -10,6 +10,7 @@ flight; then every process is reaped and every memfd closed.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import select
@@ -425,15 +426,33 @@ class Supervisor:
                 record.state = "stopped"
                 self._reap(record)
 
+    @contextlib.contextmanager
+    def stopping_on_signals(self):
+        """While inside, SIGINT and SIGTERM stop the system in order instead of raising; on
+        any exception every component is killed and the control socket removed."""
+        previous = {sig: signal.signal(sig, lambda s, f: self.request_stop(
+            f"interrupted ({signal.Signals(s).name})")) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        except BaseException:
+            self.kill_all()
+            self._close()
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
     def _close(self) -> None:
         if self.control:
             self.control.close()
         if self.build:
             self.build.close()
             self.build = None
-        for fd in (self._signal_r, self._signal_w):
-            os.close(fd)
-        self.epoll.close()
+        if self._signal_r is not None:
+            for fd in (self._signal_r, self._signal_w):
+                os.close(fd)
+            self._signal_r = self._signal_w = None
+            self.epoll.close()
 
     def _elapsed(self) -> float:
         return round((time.monotonic_ns() - self.started_ns) / 1e9, 3) if self.started_ns else 0.0

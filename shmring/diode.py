@@ -194,9 +194,13 @@ class DiodeConsumer(_DiodeEnd):
         self._count("received", int(np.count_nonzero(keep)))
         return batch[keep]
 
-    def release(self, batch: np.ndarray) -> int:
+    def release(self, batch: np.ndarray, defer: bool = True) -> int:
         """Nothing goes back through a diode; the private copies are simply reused."""
         return len(batch)
+
+    def settle(self) -> int:
+        """Nothing ever waits to go back."""
+        return 0
 
     def flush(self, force: bool = False) -> bool:
         return False

@@ -62,6 +62,7 @@ class QueueEnd:
             self._in = RingConsumer(rings.mem, active, capacity)
             self._out = RingProducer(rings.mem, free, capacity)
         self._dirty = False
+        self._unreleased: list[np.ndarray] = []   # released, no room on the free ring yet
         self.counters: dict[str, int] = {}
 
     # -- producer side -------------------------------------------------------------------------
@@ -85,10 +86,32 @@ class QueueEnd:
         self._expect("consumer", "receive")
         return self._pull(max_n, "received")
 
-    def release(self, batch: np.ndarray) -> int:
-        """Return buffers to the producer; returns how many left (the rest stay held)."""
+    def release(self, batch: np.ndarray, defer: bool = True) -> int:
+        """Return buffers to the producer; returns how many left now. What the free ring has no
+        room for stays held here: with ``defer`` (the default) it waits, in order, and leaves
+        with ``settle()`` (which the runtime calls every turn), so a consumer never retries a
+        release itself; without, the caller keeps it and tries again."""
         self._expect("consumer", "release")
-        return self._push(batch, "released")
+        if not defer:
+            return self._push(batch, "released")
+        if self._unreleased and self.settle():
+            self._unreleased.append(batch.copy())
+            return 0
+        n = self._push(batch, "released")
+        if n < len(batch):
+            self._unreleased.append(batch[n:].copy())
+        return n
+
+    def settle(self) -> int:
+        """Push released buffers still waiting for room; returns how many still wait."""
+        while self._unreleased:
+            first = self._unreleased[0]
+            n = self._push(first, "released", count_full=False)
+            if n < len(first):
+                self._unreleased[0] = first[n:]
+                break
+            self._unreleased.pop(0)
+        return sum(len(b) for b in self._unreleased)
 
     # -- both ------------------------------------------------------------------------------------
     def pending(self) -> int:
@@ -138,9 +161,9 @@ class QueueEnd:
         if self.role != role:
             raise RuntimeError(f"queue '{self.name}': {what}() is for the {role} end")
 
-    def _push(self, batch: np.ndarray, key: str) -> int:
+    def _push(self, batch: np.ndarray, key: str, count_full: bool = True) -> int:
         n = min(len(batch), self._out.free_space())
-        if n < len(batch):
+        if n < len(batch) and count_full:
             self.counters["full"] = self.counters.get("full", 0) + len(batch) - n
         if n == 0:
             return 0

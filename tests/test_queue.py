@@ -184,3 +184,22 @@ def test_waiter_returns_at_once_when_polling_finds_work_else_reports_ready_keys(
         waiter.close()
         os.close(a)
         os.close(b)
+
+
+def test_a_release_the_free_ring_cannot_take_waits_in_order_and_settles_later(pair):
+    producer, consumer = pair
+    pool = BufferPool(producer.ledger)
+    got = []
+    for _ in range(3):                      # 3 × 16 buffers held by the consumer
+        assert producer.send(pool.take(CAP)) == CAP
+        got.append(consumer.receive())
+    held = np.concatenate(got)
+    assert consumer.release(held) == CAP    # the free ring takes 16; 32 wait, still held here
+    assert consumer.ledger.held_count() == 2 * CAP and consumer.settle() == 2 * CAP
+    first = producer.reclaim()
+    assert first["offset"].tolist() == held["offset"][:CAP].tolist()
+    assert consumer.settle() == CAP         # room again: the next 16 leave, in order
+    assert producer.reclaim()["offset"].tolist() == held["offset"][CAP:2 * CAP].tolist()
+    assert consumer.settle() == 0
+    assert producer.reclaim()["offset"].tolist() == held["offset"][2 * CAP:].tolist()
+    assert consumer.ledger.held_count() == 0 and consumer.stats()["released"] == 3 * CAP

@@ -140,7 +140,7 @@ def test_a_buffer_is_held_by_exactly_one_place(steps):
             going, consumer_held = consumer_held[:n], consumer_held[n:]
             batch = descriptors(len(going))
             batch["offset"] = going
-            left = consumer.release(batch)
+            left = consumer.release(batch, defer=False)
             consumer_held = going[left:] + consumer_held
         else:
             pool.give(producer.reclaim(n))

@@ -51,7 +51,7 @@ while seen < total or len(backlog):
         seen += len(got)
         backlog = np.concatenate((backlog, got))
     if len(backlog):                  # what does not fit on the free ring stays held here
-        backlog = backlog[q.release(backlog):]
+        backlog = backlog[q.release(backlog, defer=False):]
         q.flush()
     if not len(got) and q.arm() == 0:
         waiter.wait(50_000_000, poll=q.pending)
@@ -164,7 +164,7 @@ def test_a_hostile_producer_cannot_make_the_trusted_consumer_fail(regions):
             assert ((got["offset"] % BUF == 0) & (got["offset"] < data.size)).all()
             assert (got["length"] <= BUF).all()
             received += len(got)
-            released += q.release(got[::2])
+            released += q.release(got[::2], defer=False)
             if finished:
                 break
             assert time.monotonic_ns() < deadline
