@@ -18,13 +18,16 @@ offset is reported; frames longer than the region's buffers are dropped (``overs
 
 Capture (devices: the output, ``w`` — without one it only measures; optionally the replayed
 input, ``r``, to keep each frame's original timestamp, length and interface). Config: ``format`` (``pcap``/``pcapng``) and
-``nanosecond`` when there is no input to follow. Records each frame's latency (now − ingress)
-in an HDR histogram, reported by ``stats()``.
+``nanosecond`` when there is no input to follow; ``timestamps``: ``original`` (the input's own,
+the default when there is an input), ``ingress`` (when the frame entered the system) or
+``egress`` (when it reached the capture), both as wall-clock time. Records each frame's latency
+(now − ingress) in an HDR histogram, reported by ``stats()``.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -35,6 +38,7 @@ from harness.origin import Origin
 from shmring.descriptor import DESC_DTYPE
 
 MODES = ("topspeed", "original", "multiplier", "pps", "mbps")
+STAMPS = ("original", "ingress", "egress")
 TURN_FRAMES = 1024          # frames per entry point, so control messages stay responsive
 
 
@@ -223,6 +227,13 @@ class Capture(Component):
         elif out is not None:
             self.writer = CaptureWriter(out.fd, self.config.get("format", "pcap"),
                                         nanosecond=bool(self.config.get("nanosecond", False)))
+        self.stamp = self.config.get("timestamps", "original" if source else "ingress")
+        if self.stamp not in STAMPS:
+            raise ValueError(f"{self.name}: timestamps must be one of {', '.join(STAMPS)}")
+        if self.stamp == "original" and self.records is None:
+            raise ValueError(f"{self.name}: timestamps = 'original' needs the replayed input "
+                             "as an 'r' device")
+        self.wall_offset = time.time_ns() - time.monotonic_ns()   # monotonic -> wall clock
         self.latency = Histogram(lowest=100, highest=60_000_000_000, significant_digits=3)
         self.first_ingress = self.last_ingress = None
 
@@ -241,18 +252,25 @@ class Capture(Component):
             self.first_ingress = int(ingress[0])
         self.last_ingress = int(ingress[-1])
         offsets, lengths = batch["offset"].astype(np.int64), batch["length"].astype(np.int64)
-        if self.writer is None:
-            pass
-        elif self.records is not None:
-            recs = self.records[batch["meta"].astype(np.int64) % len(self.records)]
-            self.writer.write_batch(q.data.array, offsets, lengths, recs["ts_ns"],
-                                    recs["origlen"], recs["interface"])
-        else:
-            self.writer.write_batch(q.data.array, offsets, lengths,
-                                    np.full(len(batch), 0, np.int64) + ingress)
+        if self.writer is not None:
+            self._write(q.data.array, batch, offsets, lengths, ingress, now)
         self.count("out", len(batch))
         self.count("bytes", int(lengths.sum()))
         q.release(batch)
+
+    def _write(self, data, batch, offsets, lengths, ingress, now: int) -> None:
+        if self.stamp == "ingress":
+            stamps = ingress + self.wall_offset
+        else:
+            stamps = np.full(len(batch), now + self.wall_offset, np.int64)
+        if self.records is None:
+            self.writer.write_batch(data, offsets, lengths, stamps)
+            return
+        recs = self.records[batch["meta"].astype(np.int64) % len(self.records)]
+        if self.stamp == "original":
+            stamps = recs["ts_ns"]
+        self.writer.write_batch(data, offsets, lengths, stamps, recs["origlen"],
+                                recs["interface"])
 
     def stop(self) -> None:
         if self.writer is not None:

@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", "-l", type=int, default=1, metavar="N", help="replay N times")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--preload", "-K", action="store_true", help="read the file into memory first")
+    p.add_argument("--timestamps", choices=("original", "ingress", "egress"),
+                   default="original", help="what -w stamps each frame with: its original "
+                   "time (default), when it entered the pipeline, or when it came out")
     p.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     p.add_argument("--latency-plot", metavar="FILE.png", help="draw latency histogram and CDF")
     p.add_argument("--control", metavar="PATH", help="control socket path")
@@ -109,6 +112,7 @@ maps = [{{ region = "frames", perms = "r" }}]
 [components.capture]
 program = "drivers.pcap:Capture"
 priority = 100
+config = {{ timestamps = "{args.timestamps}" }}
 maps = [{{ region = "frames", perms = "r" }}]
 devices = [{output}{{ kind = "file", path = {json.dumps(str(capture))}, mode = "r" }}]
 

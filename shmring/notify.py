@@ -4,10 +4,13 @@ Only producers notify, and only when the consumer asked to be woken (sDDF's cons
 protocol, see ``shmring.ring``). A waiter first polls for a bounded time (cheap when traffic is
 steady), then blocks in epoll. The block is bounded too (``MAX_BLOCK_NS``): the signal protocol's
 store-then-load pairs are not fenced from Python, so a rare lost wake-up costs at most that long.
+A deadline closer than that is kept by a timerfd in the same epoll set: epoll's own timeout
+counts whole milliseconds, a timerfd nanoseconds (so a replay paced at 10 µs gaps keeps time).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import time
@@ -36,10 +39,42 @@ def drain(fd: int) -> int:
         return 0
 
 
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)    # the running libc: no file is opened
+CLOCK_MONOTONIC = 1
+TFD_NONBLOCK, TFD_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
+
+
+class _TimerFd:
+    """A one-shot CLOCK_MONOTONIC timerfd (timerfd_create(2))."""
+
+    def __init__(self) -> None:
+        self.fd = _libc.timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "timerfd_create")
+
+    def arm(self, after_ns: int) -> None:
+        after_ns = max(1, after_ns)           # zero would disarm it
+        spec = _Itimerspec(_Timespec(0, 0), _Timespec(after_ns // 10**9, after_ns % 10**9))
+        if _libc.timerfd_settime(self.fd, 0, ctypes.byref(spec), None) < 0:
+            raise OSError(ctypes.get_errno(), "timerfd_settime")
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class Waiter:
     def __init__(self) -> None:
         self._epoll = select.epoll()
         self._keys: dict[int, object] = {}
+        self._timer: _TimerFd | None = None      # made when a short deadline first needs it
 
     def register(self, fd: int, key) -> None:
         self._keys[fd] = key
@@ -56,9 +91,25 @@ class Waiter:
             while time.monotonic_ns() < end:
                 if poll():
                     return []
-        block = MAX_BLOCK_NS if timeout_ns is None else min(timeout_ns, MAX_BLOCK_NS)
-        events = self._epoll.poll(block / 1e9)
+        if timeout_ns is not None and timeout_ns < MAX_BLOCK_NS:
+            if timeout_ns <= 0:
+                events = self._epoll.poll(0)
+            else:
+                timer = self._timerfd()
+                timer.arm(timeout_ns)
+                events = self._epoll.poll(MAX_BLOCK_NS / 1e9)
+                drain(timer.fd)
+        else:
+            events = self._epoll.poll(MAX_BLOCK_NS / 1e9)
         return [self._keys[fd] for fd, _ in events if fd in self._keys]
 
+    def _timerfd(self) -> _TimerFd:
+        if self._timer is None:
+            self._timer = _TimerFd()
+            self._epoll.register(self._timer.fd, select.EPOLLIN)
+        return self._timer
+
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.close()
         self._epoll.close()
