@@ -216,12 +216,39 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     _check(args, p)
     err, out = Console(stderr=True), Console()
+    try:
+        summary = replay(args, err)
+    except BadInput as exc:
+        err.print(f"capnet replay: {exc}", markup=False, highlight=False)
+        return EXIT_BAD_INPUT
+    render(summary, out)
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: v for k, v in summary.items()
+                                               if k != "histogram"}, indent=2))
+    if args.latency_plot and summary["latency_ns"]:
+        plot(summary, args.latency_plot)
+    return 1 if summary["faults"] else 0
+
+
+class BadInput(ValueError):
+    """The capture or the pipeline cannot be replayed; nothing was started."""
+
+
+def options(argv: list[str]) -> argparse.Namespace:
+    """``capnet replay`` arguments as a namespace, for callers such as the benchmarks."""
+    p = _parser()
+    args = p.parse_args(argv)
+    _check(args, p)
+    return args
+
+
+def replay(args: argparse.Namespace, err: Console) -> dict:
+    """Build the pipeline for ``args``, run it to the end, and return its summary."""
     capture = Path(args.capture).resolve()
     try:
         result, _mapping = scan_file(capture)
     except (OSError, CaptureFormatError) as exc:
-        err.print(f"capnet replay: {args.capture}: {exc}", markup=False, highlight=False)
-        return EXIT_BAD_INPUT
+        raise BadInput(f"{args.capture}: {exc}") from None
     if result.error is not None:
         err.print(f"capnet replay: {args.capture}: {result.error}; replaying the "
                   f"{len(result.records)} records before it", markup=False, highlight=False)
@@ -236,16 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             system = load(Path(tmp) / "replay.toml")
         except DescriptionError as exc:
-            err.print(str(exc), markup=False)
-            return EXIT_BAD_INPUT
-        summary = _run(system, args, len(result.records) * args.loop, err)
-    render(summary, out)
-    if args.json:
-        Path(args.json).write_text(json.dumps({k: v for k, v in summary.items()
-                                               if k != "histogram"}, indent=2))
-    if args.latency_plot and summary["latency_ns"]:
-        plot(summary, args.latency_plot)
-    return 1 if summary["faults"] else 0
+            raise BadInput(str(exc)) from None
+        return _run(system, args, len(result.records) * args.loop, err)
 
 
 def _run(system, args, expected: int, err: Console) -> dict:
