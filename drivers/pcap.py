@@ -20,7 +20,8 @@ Capture (devices: the output, ``w`` — without one it only measures; optionally
 input, ``r``, to keep each frame's original timestamp, length and interface). Config: ``format`` (``pcap``/``pcapng``) and
 ``nanosecond`` when there is no input to follow; ``timestamps``: ``original`` (the input's own,
 the default when there is an input), ``ingress`` (when the frame entered the system) or
-``egress`` (when it reached the capture), both as wall-clock time. Records each frame's latency
+``egress`` (when it reached the capture), both as wall-clock time; ``drops = true`` when what it records was dropped upstream (counted
+there; here also as ``recorded_drops``). Records each frame's latency
 (now − ingress) in an HDR histogram, reported by ``stats()``.
 """
 
@@ -255,6 +256,8 @@ class Capture(Component):
         if self.writer is not None:
             self._write(q.data.array, batch, offsets, lengths, ingress, now)
         self.count("out", len(batch))
+        if self.config.get("drops"):
+            self.count("recorded_drops", len(batch))
         self.count("bytes", int(lengths.sum()))
         q.release(batch)
 

@@ -25,6 +25,7 @@ from rich.table import Table
 from drivers.capture import CaptureFormatError, scan_file
 from drivers.hdrhist import Histogram
 from harness.description import DescriptionError, load
+from harness.preflight import preflight
 from harness.supervisor import Supervisor
 
 EXIT_BAD_INPUT = 2
@@ -34,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="capnet replay", description=__doc__.splitlines()[0])
     p.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file to replay")
     p.add_argument("-w", dest="write", metavar="OUT", help="write what comes out here")
+    p.add_argument("--dropped", metavar="OUT", help="write what the pipeline drops here")
+    stage = p.add_mutually_exclusive_group()
+    stage.add_argument("--rules", metavar="RULES", help="filter with this rule file")
+    stage.add_argument("--filter", metavar="EXPR", help="pass what this pcap-filter "
+                       "expression matches, drop the rest")
     timing = p.add_mutually_exclusive_group()
     timing.add_argument("--topspeed", "-t", action="store_true", help="as fast as possible")
     timing.add_argument("--multiplier", "-x", type=float, metavar="X",
@@ -78,20 +84,41 @@ def _timing(args) -> str:
 RESIDENT_LIMIT = 1 << 30     # a preloaded capture stays resident in a region up to this size
 
 
-def describe(capture: Path, out: Path | None, max_caplen: int, frames: int, args) -> str:
-    """The standard pipeline's system description for this replay."""
+def _file(path: Path, mode: str) -> str:
+    return f'{{ kind = "file", path = {json.dumps(str(path))}, mode = "{mode}" }}'
+
+
+def _stage(args, linktype: int) -> tuple[str, str, list[str]]:
+    """The middle stage: program, config, devices."""
+    dropped = ', dropped = "dropped"' if args.dropped else ""
+    if args.rules:
+        rules = Path(args.rules).resolve()
+        return ("filter:Firewall", f"rules = {json.dumps(str(rules))}, linktype = {linktype}"
+                f"{dropped}", [_file(rules, "r")])
+    if args.filter is not None:
+        return ("filter:Firewall", f"filter = {json.dumps(args.filter)}, linktype = {linktype}"
+                f"{dropped}", [])
+    return "harness.forward:Forward", dropped.lstrip(", "), []
+
+
+def describe(capture: Path, out: Path | None, dropped: Path | None, linktype: int,
+             max_caplen: int, frames: int, args) -> str:
+    """The standard pipeline's system description for this replay: replay → stage → capture,
+    and what the stage drops → a second capture when ``dropped`` is given."""
     buffer_size = max(2048, 1 << (max(max_caplen, 1) - 1).bit_length())
     buffers = 4096
     if args.preload and frames * buffer_size <= RESIDENT_LIMIT:
         buffers = max(buffers, frames + 2048)      # every frame resident, and room to spare
     extra = ", preload = true" if args.preload else ""
-    output = f'{{ kind = "file", path = {json.dumps(str(out))}, mode = "w" }}, ' if out else ""
     if args.duration:
         extra += f", duration = {args.duration}"
-    return f"""
+    program, config, devices = _stage(args, linktype)
+    source = _file(capture, "r")
+    captures = [("capture", "egress", out)] + ([("dropped", "dropped", dropped)] if dropped else [])
+    text = f"""
 [system]
 name = "replay-{os.getpid()}"
-description = "replay -> pass-through -> capture"
+description = "replay -> {program} -> capture"
 
 [regions.frames]
 size = {buffer_size * buffers}
@@ -102,34 +129,41 @@ program = "drivers.pcap:Replay"
 priority = 200
 config = {{ {_timing(args)}, loop = {args.loop}{extra} }}
 maps = [{{ region = "frames", perms = "rw" }}]
-devices = [{{ kind = "file", path = {json.dumps(str(capture))}, mode = "r" }}]
+devices = [{source}]
 
-[components.pass]
-program = "harness.forward:Forward"
+[components.stage]
+program = "{program}"
 priority = 150
-maps = [{{ region = "frames", perms = "r" }}]
-
-[components.capture]
-program = "drivers.pcap:Capture"
-priority = 100
-config = {{ timestamps = "{args.timestamps}" }}
-maps = [{{ region = "frames", perms = "r" }}]
-devices = [{output}{{ kind = "file", path = {json.dumps(str(capture))}, mode = "r" }}]
+config = {{ {config} }}
+maps = [{{ region = "frames", perms = "{'rw' if program.startswith('filter') else 'r'}" }}]
+devices = [{", ".join(devices)}]
 
 [[queues]]
 name = "ingress"
 producer = "replay"
-consumer = "pass"
-data = "frames"
-capacity = 1024
-
-[[queues]]
-name = "egress"
-producer = "pass"
-consumer = "capture"
+consumer = "stage"
 data = "frames"
 capacity = 1024
 """
+    for name, queue, path in captures:
+        output = f"{_file(path, 'w')}, " if path else ""
+        drops = ", drops = true" if name == "dropped" else ""
+        text += f"""
+[components.{name}]
+program = "drivers.pcap:Capture"
+priority = 100
+config = {{ timestamps = "{args.timestamps}"{drops} }}
+maps = [{{ region = "frames", perms = "r" }}]
+devices = [{output}{source}]
+
+[[queues]]
+name = "{queue}"
+producer = "stage"
+consumer = "{name}"
+data = "frames"
+capacity = 1024
+"""
+    return text
 
 
 def summarise(run: dict, total_expected: int) -> dict:
@@ -258,12 +292,17 @@ def replay(args: argparse.Namespace, err: Console) -> dict:
                   "at most 65536 bytes, longer frames are dropped (oversize)", markup=False)
     with tempfile.TemporaryDirectory(prefix="capnet-replay-") as tmp:
         target = Path(args.write).resolve() if args.write else None
-        text = describe(capture, target, min(max_caplen, 65536), len(result.records), args)
+        dropped = Path(args.dropped).resolve() if args.dropped else None
+        text = describe(capture, target, dropped, result.linktype, min(max_caplen, 65536),
+                        len(result.records), args)
         (Path(tmp) / "replay.toml").write_text(text)
         try:
             system = load(Path(tmp) / "replay.toml")
+            problems = preflight(system)
         except DescriptionError as exc:
             raise BadInput(str(exc)) from None
+        if problems:
+            raise BadInput("\n".join(p.message for p in problems))
         return _run(system, args, len(result.records) * args.loop, err)
 
 

@@ -7,7 +7,8 @@ duplicates) counts them in ``in`` and in ``created``, so for the system
 in + created = out + dropped + pending. Descriptors a queue end refused (out of bounds,
 duplicate, ...) never reach the component and are counted by the queue as ``rejected``; frames a
 diode's producer overwrote before its consumer read them are counted by the consumer's end as
-``overrun``.
+``overrun``. A sink that records frames already counted as dropped upstream (the capture of
+``capnet replay --dropped``) counts them in ``recorded_drops`` too; they are not system output.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def _numbers(stats: dict | None) -> dict:
         overrun += int(q.get("overrun", 0))
     return {"in": int(counters.get("in", 0)), "out": int(counters.get("out", 0)),
             "dropped": dropped, "pending": int(counters.get("pending", 0)), "rejected": rejected,
-            "overrun": overrun, "created": int(counters.get("created", 0))}
+            "overrun": overrun, "created": int(counters.get("created", 0)),
+            "recorded_drops": int(counters.get("recorded_drops", 0))}
 
 
 def conservation(system: System, components: dict) -> dict:
@@ -41,7 +43,7 @@ def conservation(system: System, components: dict) -> dict:
     sinks = [n for n in system.components
              if not any(q.producer == n for q in system.queues.values())]
     frames_in = sum(per[n]["in"] for n in sources if n in per)
-    frames_out = sum(per[n]["out"] for n in sinks if n in per)
+    frames_out = sum(per[n]["out"] - per[n]["recorded_drops"] for n in sinks if n in per)
     dropped: dict[str, int] = {}
     for n in per.values():
         for reason, count in n["dropped"].items():

@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -697,7 +697,11 @@ def _apply_overrides(ck: _Checker, doc: dict, overrides: Sequence[str]) -> None:
         table[keys[-1]] = value
 
 
-def load(path: str | os.PathLike, overrides: Sequence[str] = ()) -> System:
+def load(path: str | os.PathLike, overrides: Sequence[str] = (),
+         patch: Callable[[dict], None] | None = None) -> System:
+    """Load and check a description. ``overrides`` are ``--set C.K=V`` texts; ``patch`` may
+    edit the parsed document before it is checked (a tool fitting a user's system to its job,
+    e.g. ``capnet replay --system`` granting its capture file to the system's replay)."""
     path = str(path)
     try:
         data = Path(path).read_bytes()
@@ -715,6 +719,8 @@ def load(path: str | os.PathLike, overrides: Sequence[str] = ()) -> System:
                                         line=line, column=col)]) from None
     ck = _Checker(path, text)
     _apply_overrides(ck, doc, overrides)
+    if patch is not None:
+        patch(doc)
     ck.keys(doc, "", TOP_KEYS)
     system = ck.table(doc.get("system", {}), "system")
     ck.keys(system, "system", SYSTEM_KEYS)

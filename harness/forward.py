@@ -4,8 +4,10 @@ Only descriptors move; frames stay where their origin wrote them. Buffers the ou
 returns go back up the input queue they came from (a forwarder sits between two queues over the
 same data region). A frame is taken off an input ring only when the output ring has room, so a
 slow consumer pushes back instead of causing drops. ``drop_every = N`` drops every N-th frame
-(counted as ``dropped.sampled``) to exercise conservation accounting. When the output is a
-diode (``shmring.diode``), frames are copied into it and the input buffers go back at once.
+(counted as ``dropped.sampled``) to exercise conservation accounting; ``dropped = "QUEUE"``
+sends what it drops down that queue (to a capture of dropped frames) instead of straight back.
+When the output is a diode (``shmring.diode``), frames are copied into it and the input
+buffers go back at once.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from harness import Component
 
 class Forward(Component):
     def init(self) -> None:
-        outs = [q for q in self.queues.values() if q.role == "producer"]
+        self.dropped = self.queues.get(self.config.get("dropped", ""))
+        outs = [q for q in self.queues.values() if q.role == "producer" and q is not self.dropped]
         self.inputs = [q for q in self.queues.values() if q.role == "consumer"]
         if len(outs) != 1 or len(self.inputs) != 1:
             raise ValueError(f"{self.name}: needs exactly one input queue and one output queue")
@@ -30,7 +33,9 @@ class Forward(Component):
 
     def notified(self, channel) -> None:
         if channel == self.out.name:
-            self._return_buffers()
+            self._return_buffers(self.out)
+        elif self.dropped is not None and channel == self.dropped.name:
+            self._return_buffers(self.dropped)
         self._forward()
 
     def _forward(self) -> None:
@@ -47,7 +52,7 @@ class Forward(Component):
                 self.seen += len(batch)
                 if dropped.any():
                     self.drop("sampled", int(dropped.sum()))
-                    q.release(batch[dropped])
+                    self._discard(q, batch[dropped])
                     batch = batch[~dropped]
             if self.copying:
                 sent = self.out.send_frames(q.data.array, batch)
@@ -60,7 +65,13 @@ class Forward(Component):
                 self.drop("output_full", len(batch) - sent)
                 q.release(batch[sent:])
 
-    def _return_buffers(self) -> None:
-        returned = self.out.reclaim()
+    def _discard(self, q, batch) -> None:
+        """Frames dropped: down the dropped queue if there is one (and room), else back."""
+        sent = self.dropped.send(batch) if self.dropped is not None else 0
+        if sent < len(batch):
+            q.release(batch[sent:])
+
+    def _return_buffers(self, out) -> None:
+        returned = out.reclaim()
         if len(returned):
             self.inputs[0].release(returned)
