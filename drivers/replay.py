@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-w", dest="write", metavar="OUT", help="write what comes out here")
     p.add_argument("--dropped", metavar="OUT", help="write what the pipeline drops here")
     stage = p.add_mutually_exclusive_group()
+    stage.add_argument("--system", metavar="SYSTEM.toml", help="replay through this system: "
+                       "its drivers.pcap:Replay component gets CAPTURE, its drivers.pcap:Capture "
+                       "component -w (one named 'dropped' gets --dropped)")
     stage.add_argument("--rules", metavar="RULES", help="filter with this rule file")
     stage.add_argument("--filter", metavar="EXPR", help="pass what this pcap-filter "
                        "expression matches, drop the rest")
@@ -69,16 +72,17 @@ def _check(args, p: argparse.ArgumentParser):
         p.error("--latency-plot must name a .png file")
 
 
-def _timing(args) -> str:
+def _timing_config(args) -> dict:
     if args.topspeed:
-        return 'mode = "topspeed"'
-    if args.multiplier:
-        return f'mode = "multiplier", multiplier = {args.multiplier}'
-    if args.pps:
-        return f'mode = "pps", pps = {args.pps}'
-    if args.mbps:
-        return f'mode = "mbps", mbps = {args.mbps}'
-    return 'mode = "original"'
+        return {"mode": "topspeed"}
+    for mode in ("multiplier", "pps", "mbps"):
+        if getattr(args, mode):
+            return {"mode": mode, mode: getattr(args, mode)}
+    return {"mode": "original"}
+
+
+def _timing(args) -> str:
+    return ", ".join(f"{k} = {json.dumps(v)}" for k, v in _timing_config(args).items())
 
 
 RESIDENT_LIMIT = 1 << 30     # a preloaded capture stays resident in a region up to this size
@@ -166,10 +170,68 @@ capacity = 1024
     return text
 
 
-def summarise(run: dict, total_expected: int) -> dict:
+REPLAY, CAPTURE = "drivers.pcap:Replay", "drivers.pcap:Capture"
+
+
+def fit_system(doc: dict, capture: Path, out: Path | None, dropped: Path | None, args) -> None:
+    """Fit a user's system (its parsed description) to this replay: its one Replay component
+    replays CAPTURE with the timing asked; its Capture component writes ``out`` (or only
+    measures), one named ``dropped`` writes ``dropped``. Raises BadInput when it cannot."""
+    comps = doc.get("components") if isinstance(doc.get("components"), dict) else {}
+    replays = [n for n, c in comps.items() if isinstance(c, dict) and c.get("program") == REPLAY]
+    captures = [n for n, c in comps.items() if isinstance(c, dict) and c.get("program") == CAPTURE
+                and n != "dropped"]
+    if len(replays) != 1:
+        raise BadInput(f"--system: needs exactly one {REPLAY} component to replay the capture, "
+                       f"has {len(replays)}")
+    if len(captures) != 1:
+        raise BadInput(f"--system: needs exactly one {CAPTURE} component (besides one named "
+                       f"'dropped') to take what comes out, has {len(captures)}")
+    if dropped is not None and not isinstance(comps.get("dropped"), dict):
+        raise BadInput(f"--dropped: the system has no {CAPTURE} component named 'dropped'")
+    source = {"kind": "file", "path": str(capture), "mode": "r"}
+
+    def others(comp: dict) -> list:
+        devices = comp.get("devices", [])
+        return [d for d in devices if not (isinstance(d, dict) and d.get("kind") == "file")] \
+            if isinstance(devices, list) else devices
+
+    rep = comps[replays[0]]
+    rep["devices"] = [source, *others(rep)]
+    config = rep.setdefault("config", {})
+    if isinstance(config, dict):
+        for key in ("multiplier", "pps", "mbps", "preload", "duration"):
+            config.pop(key, None)
+        config.update(_timing_config(args), loop=args.loop)
+        if args.preload:
+            config["preload"] = True
+        if args.duration:
+            config["duration"] = args.duration
+    for name, path in ((captures[0], out), ("dropped", dropped)):
+        comp = comps.get(name)
+        if not isinstance(comp, dict) or comp.get("program") != CAPTURE:
+            continue
+        written = [{"kind": "file", "path": str(path), "mode": "w"}] if path else []
+        comp["devices"] = [*written, source, *others(comp)]
+        if isinstance(comp.setdefault("config", {}), dict):
+            comp["config"]["timestamps"] = args.timestamps
+            if name == "dropped":
+                comp["config"]["drops"] = True
+
+
+def _roles(system) -> tuple[str, str]:
+    """The names of the replay and the capture of a (fitted) system."""
+    replay = next(n for n, c in system.components.items() if c.program == REPLAY)
+    capture = next(n for n, c in system.components.items()
+                   if c.program == CAPTURE and n != "dropped")
+    return replay, capture
+
+
+def summarise(run: dict, total_expected: int, roles: tuple[str, str] = ("replay", "capture")) \
+        -> dict:
     comps = run["components"]
-    cap = (comps["capture"]["stats"] or {})
-    rep = (comps["replay"]["stats"] or {})
+    cap = (comps[roles[1]]["stats"] or {})
+    rep = (comps[roles[0]]["stats"] or {})
     extra = cap.get("extra", {})
     counters = cap.get("counters", {})
     first, last = extra.get("first_ingress_ns"), extra.get("last_ingress_ns")
@@ -290,23 +352,29 @@ def replay(args: argparse.Namespace, err: Console) -> dict:
     if max_caplen > 65536:
         err.print(f"capnet replay: {args.capture}: frames up to {max_caplen} bytes; buffers are "
                   "at most 65536 bytes, longer frames are dropped (oversize)", markup=False)
+    target = Path(args.write).resolve() if args.write else None
+    dropped = Path(args.dropped).resolve() if args.dropped else None
     with tempfile.TemporaryDirectory(prefix="capnet-replay-") as tmp:
-        target = Path(args.write).resolve() if args.write else None
-        dropped = Path(args.dropped).resolve() if args.dropped else None
-        text = describe(capture, target, dropped, result.linktype, min(max_caplen, 65536),
-                        len(result.records), args)
-        (Path(tmp) / "replay.toml").write_text(text)
+        path, patch = Path(tmp) / "replay.toml", None
+        if args.system:
+            path = Path(args.system)
+            def patch(doc):
+                fit_system(doc, capture, target, dropped, args)
+        else:
+            path.write_text(describe(capture, target, dropped, result.linktype,
+                                     min(max_caplen, 65536), len(result.records), args))
         try:
-            system = load(Path(tmp) / "replay.toml")
+            system = load(path, patch=patch)
             problems = preflight(system)
         except DescriptionError as exc:
             raise BadInput(str(exc)) from None
         if problems:
-            raise BadInput("\n".join(p.message for p in problems))
+            raise BadInput("\n".join(str(p) if args.system else p.message for p in problems))
         return _run(system, args, len(result.records) * args.loop, err)
 
 
 def _run(system, args, expected: int, err: Console) -> dict:
+    roles = _roles(system)
     supervisor = Supervisor(system, emit=lambda line: print(line, file=sys.stderr, flush=True),
                             control_path=args.control)
     with supervisor.stopping_on_signals():
@@ -316,9 +384,9 @@ def _run(system, args, expected: int, err: Console) -> dict:
                 task = progress.add_task("replaying", total=expected)
 
                 def tick() -> None:
-                    stats = supervisor.stats().get("capture", {}).get("stats") or {}
+                    stats = supervisor.stats().get(roles[1], {}).get("stats") or {}
                     progress.update(task, completed=stats.get("counters", {}).get("in", 0))
                 supervisor.run(args.duration, tick)
         else:
             supervisor.run(args.duration)
-        return summarise(supervisor.shutdown(), expected)
+        return summarise(supervisor.shutdown(), expected, roles)

@@ -63,3 +63,79 @@ def test_not_a_capture_is_bad_input(tmp_path):
     proc = capnet("replay", str(junk))
     assert proc.returncode == 2 and "not a pcap or pcapng file" in proc.stderr
     assert capnet("replay", str(EXAMPLE), "--pps", "-3").returncode == 2
+
+
+SYSTEM = """
+[system]
+name = "sampler"
+
+[regions.frames]
+size = "8 MiB"
+
+[components.nic]
+program = "drivers.pcap:Replay"
+priority = 200
+maps = [{ region = "frames", perms = "rw" }]
+
+[components.sample]
+program = "harness.forward:Forward"
+priority = 150
+config = { drop_every = 4, dropped = "thrown" }
+maps = [{ region = "frames", perms = "r" }]
+
+[components.kept]
+program = "drivers.pcap:Capture"
+priority = 100
+maps = [{ region = "frames", perms = "r" }]
+
+[components.dropped]
+program = "drivers.pcap:Capture"
+priority = 90
+maps = [{ region = "frames", perms = "r" }]
+
+[[queues]]
+name = "in"
+producer = "nic"
+consumer = "sample"
+data = "frames"
+
+[[queues]]
+name = "out"
+producer = "sample"
+consumer = "kept"
+data = "frames"
+
+[[queues]]
+name = "thrown"
+producer = "sample"
+consumer = "dropped"
+data = "frames"
+"""
+
+
+def test_a_users_system_takes_the_capture_and_its_drops_are_written_apart(tmp_path):
+    system = tmp_path / "sampler.toml"
+    system.write_text(SYSTEM)
+    out, dropped, summary = tmp_path / "out.pcap", tmp_path / "dropped.pcap", tmp_path / "s.json"
+    proc = capnet("replay", str(EXAMPLE), "--system", str(system), "-t", "-w", str(out),
+                  "--dropped", str(dropped), "--json", str(summary))
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(summary.read_text())
+    assert s["frames"]["in"] == 20000 and s["frames"]["out"] == 15000
+    assert s["frames"]["dropped"] == {"sampled": 5000} and s["balanced"]
+    frames = _tcpdump(EXAMPLE).split("\n")
+    records = [i for i, line in enumerate(frames) if line[:1].isdigit()]
+    blocks = ["\n".join(frames[a:b]) for a, b in zip(records, records[1:] + [len(frames)],
+                                                     strict=True)]
+    # every 4th frame went to the dropped capture, the rest to -w, each in order and unchanged
+    assert _tcpdump(dropped).strip() == "\n".join(blocks[3::4]).strip()
+    assert _tcpdump(out).strip() == "\n".join(b for i, b in enumerate(blocks)
+                                              if i % 4 != 3).strip()
+
+
+def test_a_system_without_a_replay_component_is_bad_input(tmp_path):
+    system = tmp_path / "s.toml"
+    system.write_text(SYSTEM.replace("drivers.pcap:Replay", "drivers.synthetic:Source"))
+    proc = capnet("replay", str(EXAMPLE), "--system", str(system))
+    assert proc.returncode == 2
+    assert "needs exactly one drivers.pcap:Replay component" in proc.stderr
