@@ -63,10 +63,9 @@ class Histogram:
             self.clamped += int(out.sum())
             v = np.clip(v, 0, self.highest)
         index = self._index(v)
-        if v.size < 64:
-            np.add.at(self.counts, index, 1)
-        else:
-            self.counts += np.bincount(index, minlength=self.counts.size)
+        first = int(index.min())            # count only over the buckets the batch touches
+        counted = np.bincount(index - first)
+        self.counts[first:first + counted.size] += counted
         self.count += int(v.size)
         self.total += int(v.sum(dtype=np.int64))
         lo, hi = int(v.min()), int(v.max())

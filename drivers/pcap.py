@@ -90,6 +90,12 @@ class Replay(Origin):
             np.arange(self.n)
         copy_frames(self.file, r, self.out.data.array, self.slot.astype(np.int64))
         self.home = np.ones(self.n, bool)                        # buffer back with us
+        self.resident_desc = np.zeros(self.n, DESC_DTYPE)        # each frame's descriptor
+        self.resident_desc["offset"] = self.slot
+        self.resident_desc["length"] = r["caplen"]
+        self.resident_desc["meta"] = np.arange(self.n)
+        self.resident_desc["flags"] = r["interface"]
+        self.caplen_sum = np.concatenate(([0], np.cumsum(r["caplen"], dtype=np.int64)))
         self.batch = max(self.batch, 256)
         return True
 
@@ -166,25 +172,22 @@ class Replay(Origin):
         return max(0, end - i) if end > i else 0
 
     def _send_resident(self, want: int, now: int) -> int:
-        """Send descriptors for the next ``want`` frames whose buffers are home."""
-        index = (self.k + np.arange(want)) % self.n
-        home = self.home[index]
-        if not home.all():
-            index = index[:int(np.argmin(home))]     # in order: stop at the first still out
-        if not len(index):
+        """Send descriptors for the next ``want`` frames whose buffers are home (up to the end
+        of the file: the next pass starts at the next call)."""
+        first = self.k % self.n
+        end = min(first + want, self.n)
+        home = self.home[first:end]
+        if np.count_nonzero(home) < end - first:
+            end = first + int(np.argmin(home))      # in order: stop at the first still out
+        if end == first:
             return 0
-        recs = self.records[index]
-        batch = np.zeros(len(index), DESC_DTYPE)
-        batch["offset"] = self.slot[index]
-        batch["length"] = recs["caplen"]
+        batch = self.resident_desc[first:end].copy()
         batch["timestamp"] = now
-        batch["meta"] = index
-        batch["flags"] = recs["interface"]
         sent = self.out.send(batch)
-        self.home[index[:sent]] = False
+        self.home[first:first + sent] = False
         self.count("in", sent)
         self.count("out", sent)
-        self.count("bytes", int(recs["caplen"][:sent].sum()))
+        self.count("bytes", int(self.caplen_sum[first + sent] - self.caplen_sum[first]))
         self.k += sent
         return sent
 

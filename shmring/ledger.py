@@ -47,6 +47,9 @@ class BufferLedger:
         """Buffer index of each descriptor, and the mask of the well-formed ones (None: all)."""
         offset = batch["offset"]
         index = offset >> self._ushift
+        if (index.max() < self.nbuf and not np.count_nonzero(offset & self._misalign)
+                and batch["length"].max() <= self.buffer_size):
+            return index.astype(np.intp), None        # the usual case: every one well formed
         in_region = index < self.nbuf
         aligned = (offset & self._misalign) == 0
         length_ok = batch["length"] <= self.buffer_size
@@ -66,6 +69,8 @@ class BufferLedger:
         if not n:
             return batch
         index, ok = self._index(batch, counters)
+        if ok is None and self._all_move(index, want_held):
+            return batch
         if ok is not None and not ok.any():
             return batch[:0]
         good = self.held[index] if want_held else ~self.held[index]
@@ -84,6 +89,22 @@ class BufferLedger:
         lost = n - kept - (0 if ok is None else n - np.count_nonzero(ok))
         _bump(counters, reason, lost)
         return batch if kept == n else batch[good]
+
+    def _all_move(self, index: np.ndarray, want_held: bool) -> bool:
+        """The usual case, in few numpy calls: every buffer in the right state and named once;
+        then flip them all. False (nothing changed) sends the batch down the careful path."""
+        n = len(index)
+        if np.count_nonzero(self.held[index]) != (n if want_held else 0):
+            return False
+        if n > 1:
+            if len(self._positions) < n:
+                self._positions = np.arange(n, dtype=np.intp)
+            position = self._positions[:n]
+            self._scratch[index] = position
+            if np.count_nonzero(self._scratch[index] != position):
+                return False
+        self.held[index] = not want_held
+        return True
 
     def accept(self, batch: np.ndarray, counters: dict) -> np.ndarray:
         """Validate descriptors arriving here; returns the good ones, now held. Rejections are
