@@ -58,6 +58,7 @@ class FrameNic(Origin):
             if filled:
                 buffers["timestamp"][:filled] = self.now()
                 sent = self.out.send(buffers[:filled])
+                self.count("entered", filled)      # from the outside world
                 self.count("in", filled)
                 self.count("out", sent)
                 if sent < filled:
@@ -83,4 +84,5 @@ class FrameNic(Origin):
             except OSError:
                 self.drop("tx_error")
         self.count("out", written)
+        self.count("left", written)            # to the outside world
         self.tx.release(batch)

@@ -7,7 +7,11 @@ duplicates) counts them in ``in`` and in ``created``, so for the system
 in + created = out + dropped + pending. Descriptors a queue end refused (out of bounds,
 duplicate, ...) never reach the component and are counted by the queue as ``rejected``; frames a
 diode's producer overwrote before its consumer read them are counted by the consumer's end as
-``overrun``. A sink that records frames already counted as dropped upstream (the capture of
+``overrun``. Frames cross the system's edge at its sources (``in``) and sinks (``out``), and at
+components that talk to the outside world themselves (a NIC reading and writing a device), which
+count what they took from it as ``entered`` and what they gave it as ``left``; for the system,
+entered + created = left + dropped + pending. A sink that records frames already counted as
+dropped upstream (the capture of
 ``capnet replay --dropped``) counts them in ``recorded_drops`` too; they are not system output.
 """
 
@@ -28,7 +32,8 @@ def _numbers(stats: dict | None) -> dict:
     return {"in": int(counters.get("in", 0)), "out": int(counters.get("out", 0)),
             "dropped": dropped, "pending": int(counters.get("pending", 0)), "rejected": rejected,
             "overrun": overrun, "created": int(counters.get("created", 0)),
-            "recorded_drops": int(counters.get("recorded_drops", 0))}
+            "recorded_drops": int(counters.get("recorded_drops", 0)),
+            "entered": counters.get("entered"), "left": counters.get("left")}
 
 
 def conservation(system: System, components: dict) -> dict:
@@ -42,8 +47,13 @@ def conservation(system: System, components: dict) -> dict:
                if not any(q.consumer == n for q in system.queues.values())]
     sinks = [n for n in system.components
              if not any(q.producer == n for q in system.queues.values())]
-    frames_in = sum(per[n]["in"] for n in sources if n in per)
-    frames_out = sum(per[n]["out"] - per[n]["recorded_drops"] for n in sinks if n in per)
+
+    def edge(name: str, key: str, default: int) -> int:
+        return int(per[name][key]) if per[name][key] is not None else default
+
+    frames_in = sum(edge(n, "entered", per[n]["in"] if n in sources else 0) for n in per)
+    frames_out = sum(edge(n, "left", per[n]["out"] - per[n]["recorded_drops"] if n in sinks
+                          else 0) for n in per)
     dropped: dict[str, int] = {}
     for n in per.values():
         for reason, count in n["dropped"].items():

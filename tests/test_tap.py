@@ -68,6 +68,9 @@ def _assert_kernel_answered(proc, summary) -> None:
         in proc.stdout
     nic = summary["components"]["nic"]
     assert nic["faults"] == [] and summary["conservation"]["components"]["nic"]["balanced"]
+    # frames crossed the system's edge only at the NIC, and all are accounted for
+    cons = summary["conservation"]
+    assert cons["in"] >= 1 and cons["out"] >= 2 and cons["balanced"], cons
 
 
 def test_kernel_answers_arp_and_ping_written_by_the_tap_driver(tmp_path, netns):
@@ -105,3 +108,6 @@ def test_kernel_answers_ping_written_by_the_tun_driver(tmp_path, netns):
     assert "ARP" not in proc.stdout
     nic = summary["components"]["nic"]
     assert nic["faults"] == [] and summary["conservation"]["components"]["nic"]["balanced"]
+    # frames crossed the system's edge only at the NIC, and all are accounted for
+    cons = summary["conservation"]
+    assert cons["in"] >= 1 and cons["out"] >= 2 and cons["balanced"], cons
