@@ -144,7 +144,9 @@ class TapProbe(Origin):
         offset = int(batch["offset"][0])
         self.out.data.array[offset:offset + len(frame)] = np.frombuffer(frame, np.uint8)
         batch["length"] = len(frame)
-        self.out.send(batch)
+        sent = self.out.send(batch)
+        for key in ("entered", "in", "out"):     # an endpoint: frames begin here
+            self.count(key, sent)
 
     def notified(self, channel) -> None:
         if channel != self.rx.name:
@@ -153,6 +155,8 @@ class TapProbe(Origin):
         for offset, length in zip(batch["offset"].tolist(), batch["length"].tolist(),
                                   strict=True):
             self._frame(bytes(self.rx.data.array[offset:offset + length]))
+        for key in ("in", "out", "left"):        # an endpoint: frames end here
+            self.count(key, len(batch))
         self.rx.release(batch)
 
     def _echo(self) -> bytes:
