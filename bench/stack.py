@@ -1,0 +1,332 @@
+"""`capnet bench stack`: the capnet TCP/IP stack against the Linux kernel's, in one run.
+
+1. Bulk TCP, kernel -> capnet over TAP (examples/tap-http.toml's system, its ``bulk-recv``
+   app, which digests the stream and answers its SHA-256: checked against the pattern) against
+   kernel -> kernel over a veth pair between two namespaces (the same client; the server a
+   Python socket digesting the stream the same way). Goodput in Mbit/s; capnet's ratio.
+2. Request/response latency: a kernel client sends 64-byte messages one at a time
+   (TCP_NODELAY) to capnet's TCP echo, and to a kernel echo over veth; p50 and p99 in µs;
+   the ratio of the p50s.
+3. Goodput under loss: two capnet stacks over drivers.wire:Wire (examples/stack-wire.toml),
+   loss-free and with 1% seeded loss; the ratio.
+
+The namespaces, veth pair and systems are created here and removed at the end. Needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.control import ControlError, request
+from netstack.apps.pattern import pattern_sha256
+
+ROOT = Path(__file__).resolve().parent.parent
+US, KERNEL = "10.77.0.2", "10.77.0.1"
+VETH_SERVER = "10.88.0.2"
+
+# kernel-side programs: the same client against capnet and against the kernel
+PEER = r'''
+import hashlib, json, socket, statistics, sys, threading, time
+
+
+def chunks(n):
+    index = 0
+    while n > 0:
+        block = hashlib.shake_128(b"capnet-bytes" + index.to_bytes(8, "big")).digest(65536)
+        yield block[:n]
+        n -= 65536
+        index += 1
+
+
+def send(host, port, nbytes):
+    data = list(chunks(int(nbytes)))
+    conn = socket.create_connection((host, int(port)), timeout=600)
+    start = time.perf_counter()
+    for chunk in data:
+        conn.sendall(chunk)
+    conn.shutdown(socket.SHUT_WR)
+    answer = b""
+    while part := conn.recv(4096):
+        answer += part
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "answer": answer.decode().strip()}))
+
+
+def rr(host, port, count, size):
+    conn = socket.create_connection((host, int(port)), timeout=60)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    message = b"m" * int(size)
+    times = []
+    for i in range(int(count) + 20):
+        start = time.perf_counter_ns()
+        conn.sendall(message)
+        got = 0
+        while got < len(message):
+            got += len(conn.recv(65536))
+        if i >= 20:                                  # the first ones warm up
+            times.append(time.perf_counter_ns() - start)
+    conn.close()
+    times.sort()
+    print(json.dumps({"p50_us": times[len(times) // 2] / 1000,
+                      "p99_us": times[len(times) * 99 // 100] / 1000}))
+
+
+def serve(port):
+    """A kernel-side server: digests streams on PORT, echoes on PORT + 1."""
+    def digest(conn):
+        h, total = hashlib.sha256(), 0
+        while data := conn.recv(1 << 18):
+            h.update(data)
+            total += len(data)
+        conn.sendall(f"{total} {h.hexdigest()}\n".encode())
+        conn.close()
+
+    def echo(conn):
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while data := conn.recv(65536):
+            conn.sendall(data)
+        conn.close()
+
+    def accept(server, handler):
+        while True:
+            conn, _ = server.accept()
+            threading.Thread(target=handler, args=(conn,), daemon=True).start()
+
+    servers = [(socket.create_server(("0.0.0.0", int(port))), digest),
+               (socket.create_server(("0.0.0.0", int(port) + 1)), echo)]
+    for server, handler in servers:
+        threading.Thread(target=accept, args=(server, handler), daemon=True).start()
+    print("ready", flush=True)
+    sys.stdin.read()
+
+
+globals()[sys.argv[1]](*sys.argv[2:])
+'''
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def _peer(ns: str, *args: object, timeout: float = 900) -> dict:
+    done = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", PEER,
+                           *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"kernel-side peer {args[0]} failed: {done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _capnet(description: Path, control: str, *sets: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", "harness.cli", "run", str(description), "--control", control]
+    for s in sets:
+        args += ["--set", s]
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _stop(proc: subprocess.Popen, control: str) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        request(control, {"op": "stop"})
+        proc.wait(timeout=30)
+    except (ControlError, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+
+
+def _wait(what: str, predicate, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def _stack_stats(control: str) -> dict | None:
+    try:
+        return request(control, {"op": "stats"})["ok"]["components"]
+    except (ControlError, KeyError):
+        return None
+
+
+def _over_tap(tmp: Path, size: int, count: int) -> dict:
+    """Bulk and request/response from the kernel to capnet over TAP."""
+    ns = f"cnbench{uuid.uuid4().hex[:6]}"
+    _ip("netns", "add", ns)
+    text = (ROOT / "examples" / "tap-http.toml").read_text().replace(
+        'netns = "capnet"', f'netns = "{ns}"')
+    description = tmp / "tap.toml"
+    description.write_text(text)
+    control = str(tmp / "ctl" / "tap.sock")
+    proc = _capnet(description, control,
+                   'stack.apps=["tcp-echo:9", "bulk-recv:5001", "http:80"]')
+    try:
+        def listening() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"capnet run failed: {proc.stderr.read()}")
+            probe = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "-m", "1",
+                                    f"http://{US}/"], capture_output=True)
+            return probe.returncode == 0
+        _wait("the capnet stack", listening)
+        bulk = _peer(ns, "send", US, 5001, size)
+        latency = _peer(ns, "rr", US, 9, count, 64)
+        return {"bulk": bulk, "latency": latency}
+    finally:
+        _stop(proc, control)
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+
+
+def _over_veth(size: int, count: int) -> dict:
+    """The same client against a kernel-side server over a veth pair."""
+    tag = uuid.uuid4().hex[:6]
+    client, server = f"cnbc{tag}", f"cnbs{tag}"
+    _ip("netns", "add", client)
+    _ip("netns", "add", server)
+    peer = None
+    try:
+        _ip("-n", client, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+            "netns", server)
+        _ip("-n", client, "addr", "add", "10.88.0.1/24", "dev", "v0")
+        _ip("-n", server, "addr", "add", f"{VETH_SERVER}/24", "dev", "v1")
+        _ip("-n", client, "link", "set", "v0", "up")
+        _ip("-n", server, "link", "set", "v1", "up")
+        peer = subprocess.Popen(["ip", "netns", "exec", server, sys.executable, "-c", PEER,
+                                 "serve", "5001"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        if peer.stdout.readline().strip() != "ready":
+            raise RuntimeError("the kernel-side server did not start")
+        bulk = _peer(client, "send", VETH_SERVER, 5001, size)
+        latency = _peer(client, "rr", VETH_SERVER, 5002, count, 64)
+        return {"bulk": bulk, "latency": latency}
+    finally:
+        if peer is not None:
+            peer.kill()
+            peer.wait()
+        subprocess.run(["ip", "netns", "delete", client], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", server], capture_output=True)
+
+
+def _over_wire(tmp: Path, size: int, loss: float) -> dict:
+    """Two capnet stacks over the wire; returns the sender's result."""
+    send = f"bulk-send:10.78.0.2:5001:{size}"
+    links = (f'[{{ from = "a_tx", to = "b_rx", loss = {loss} }}, '
+             f'{{ from = "b_tx", to = "a_rx", loss = {loss} }}]')
+    control = str(tmp / "ctl" / f"wire{loss}.sock")
+    proc = _capnet(ROOT / "examples" / "stack-wire.toml", control, f"wire.links={links}",
+                   f'a.apps=["{send}"]', 'b.apps=["bulk-recv:5001"]')
+    try:
+        def done() -> dict | None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"capnet run failed: {proc.stderr.read()}")
+            comps = _stack_stats(control) or {}
+            app = (((comps.get("a") or {}).get("stats") or {}).get("extra") or {}).get(
+                "apps", {}).get(send, {})
+            return app if app.get("done") or app.get("error") else None
+        return _wait(f"the transfer at {loss:.0%} loss", done, timeout=900)
+    finally:
+        _stop(proc, control)
+
+
+def _mbps(nbytes: int, seconds: float) -> float:
+    return nbytes * 8 / seconds / 1e6
+
+
+def run(size: int, wire_size: int, count: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="capnet-bench-") as tmp:
+        tmp = Path(tmp)
+        capnet = _over_tap(tmp, size, count)
+        kernel = _over_veth(size, count)
+        clean = _over_wire(tmp, wire_size, 0.0)
+        lossy = _over_wire(tmp, wire_size, 0.01)
+    expected = f"{size} {pattern_sha256(size)}"
+    for name, result in (("capnet", capnet), ("kernel", kernel)):
+        if result["bulk"]["answer"] != expected:
+            raise RuntimeError(f"{name} bulk transfer corrupted: {result['bulk']['answer']!r}")
+    for name, result in (("loss-free", clean), ("1% loss", lossy)):
+        if result.get("answer") != expected.replace(str(size), str(wire_size)).replace(
+                pattern_sha256(size), pattern_sha256(wire_size)):
+            raise RuntimeError(f"wire transfer ({name}) failed: {result}")
+    out = {
+        "bulk_bytes": size,
+        "bulk_mbps": {"capnet_tap": _mbps(size, capnet["bulk"]["seconds"]),
+                      "kernel_veth": _mbps(size, kernel["bulk"]["seconds"])},
+        "latency_us": {"capnet_tap": capnet["latency"], "kernel_veth": kernel["latency"]},
+        "wire_bytes": wire_size,
+        "wire_mbps": {"loss_free": _mbps(wire_size, clean["seconds"]),
+                      "loss_1pct": _mbps(wire_size, lossy["seconds"])},
+    }
+    out["ratios"] = {
+        "bulk_capnet_over_kernel": out["bulk_mbps"]["capnet_tap"] / out["bulk_mbps"][
+            "kernel_veth"],
+        "latency_p50_capnet_over_kernel": capnet["latency"]["p50_us"] / kernel["latency"][
+            "p50_us"],
+        "goodput_1pct_loss_over_loss_free": out["wire_mbps"]["loss_1pct"] / out["wire_mbps"][
+            "loss_free"],
+    }
+    return out
+
+
+def _table(result: dict) -> Table:
+    table = Table(title="capnet bench stack (capnet vs the Linux kernel, one run)")
+    for col in ("measure", "capnet", "peer", "ratio", "target"):
+        table.add_column(col, justify="left" if col == "measure" else "right")
+    b, lat, w, r = (result["bulk_mbps"], result["latency_us"], result["wire_mbps"],
+                    result["ratios"])
+    table.add_row(f"bulk {result['bulk_bytes'] / 2**20:.0f} MiB into the stack, Mbit/s",
+                  f"{b['capnet_tap']:.1f} TAP", f"{b['kernel_veth']:.1f} veth",
+                  f"{r['bulk_capnet_over_kernel']:.3f}", ">= 0.10")
+    table.add_row("request/response 64 B, p50 µs", f"{lat['capnet_tap']['p50_us']:.1f}",
+                  f"{lat['kernel_veth']['p50_us']:.1f}",
+                  f"{r['latency_p50_capnet_over_kernel']:.2f}", "<= 3")
+    table.add_row("request/response 64 B, p99 µs", f"{lat['capnet_tap']['p99_us']:.1f}",
+                  f"{lat['kernel_veth']['p99_us']:.1f}", "", "")
+    table.add_row(f"stack to stack {result['wire_bytes'] / 1e6:.0f} MB over wire, Mbit/s",
+                  f"{w['loss_1pct']:.1f} 1% loss", f"{w['loss_free']:.1f} no loss",
+                  f"{r['goodput_1pct_loss_over_loss_free']:.2f}", ">= 0.50")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="capnet bench stack", description=__doc__.split(
+        "\n\n")[0])
+    parser.add_argument("--size", type=int, default=100 << 20,
+                        help="bytes of the kernel->capnet and kernel->kernel bulk transfers "
+                             "(default 100 MiB, the issue's figure)")
+    parser.add_argument("--wire-size", type=int, default=8_000_000,
+                        help="bytes of each stack<->stack transfer over the wire")
+    parser.add_argument("--count", type=int, default=2000,
+                        help="request/response exchanges per latency run")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    for name, value, low in (("--size", args.size, 1), ("--wire-size", args.wire_size, 1),
+                             ("--count", args.count, 10)):
+        if value < low:
+            print(f"capnet bench stack: {name} must be at least {low}, got {value}",
+                  file=sys.stderr)
+            return 2
+    if os.geteuid() != 0:
+        print("capnet bench stack: needs root (network namespaces, TAP)", file=sys.stderr)
+        return 2
+    result = run(args.size, args.wire_size, args.count)
+    Console(width=max(Console().width, 110)).print(_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The Internet checksum (RFC 1071) and the IPv4/IPv6 pseudo-headers of UDP, TCP and ICMPv6.
+
+RFC 1071 section 1: "the 16-bit 1's complement of the 1's complement sum of all 16-bit
+words". Because 2**16 == 1 (mod 0xFFFF), the one's complement sum of the words of a buffer is
+the buffer read as one big-endian integer, modulo 0xFFFF (with 0xFFFF standing for a non-zero
+multiple). Python's big integers do that in C, which is much faster than a word loop.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address
+
+__all__ = [
+    "ones_sum", "internet_checksum", "pseudo_header", "transport_checksum", "transport_valid",
+]
+
+
+def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    """The 16-bit one's complement sum of ``data`` (padded with a zero byte if odd) + initial."""
+    value = int.from_bytes(data, "big")
+    if len(data) & 1:
+        value <<= 8
+    value += initial
+    if value == 0:
+        return 0
+    folded = value % 0xFFFF
+    return folded or 0xFFFF
+
+
+def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    """RFC 1071 checksum of ``data``; over data holding a correct checksum it returns 0."""
+    return ~ones_sum(data, initial) & 0xFFFF
+
+
+def pseudo_header(src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address,
+                  proto: int, length: int) -> bytes:
+    """The pseudo-header: RFC 768 / RFC 9293 section 3.1 (IPv4), RFC 8200 section 8.1 (IPv6)."""
+    if src.version == 4:
+        return src.packed + dst.packed + bytes((0, proto)) + length.to_bytes(2, "big")
+    return src.packed + dst.packed + length.to_bytes(4, "big") + bytes((0, 0, 0, proto))
+
+
+def transport_checksum(src, dst, proto: int, segment: bytes | bytearray | memoryview) -> int:
+    """Checksum of ``segment`` (its checksum field zeroed) under the pseudo-header."""
+    return internet_checksum(segment, ones_sum(pseudo_header(src, dst, proto, len(segment))))
+
+
+def transport_valid(src, dst, proto: int, segment: bytes | bytearray | memoryview) -> bool:
+    """True when ``segment`` (checksum field as received) sums to zero under the pseudo-header."""
+    return transport_checksum(src, dst, proto, segment) == 0
