@@ -1,0 +1,279 @@
+"""``capnet bench gateway [--json FILE] [--seconds S]``: the WireGuard gateway against
+wireguard-go, measured in the same run.
+
+1. core: the sans-I/O ``Device`` sealing 1420-byte packets in one process (packets per
+   second of CPU time);
+2. gateway: UDP packets of 1420 bytes (IP) flooded from the red namespace through capnet's
+   gateway system to wireguard-go; the rate that arrives behind wireguard-go, and the gw
+   component's own capacity (packets it sealed per second of its busy time);
+3. wireguard-go: the same flood between two wireguard-go instances in two namespaces joined by
+   a veth pair;
+4. handshake: capnet's handshake core against wireguard-go over UDP (median of 20), and
+   through the whole system (gw -> key component by protected call -> wireguard-go): the
+   first ping's round trip minus the median of the next five.
+
+Needs root, iproute2, wireguard-go and wg. The ratio gateway / wireguard-go is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from gateway.wireguard import Device, encode_key, noise
+from gateway.wireguard.config import PeerConfig, WgConfig
+
+PACKET = 1420                    # IP packet size inside the tunnel
+PAYLOAD = PACKET - 28
+
+FLOOD = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+data = b'x' * int(sys.argv[3]); end = time.monotonic() + float(sys.argv[2]); n = 0
+while time.monotonic() < end:
+    for _ in range(64):
+        try:
+            s.sendto(data, (sys.argv[1], 5002)); n += 1
+        except OSError:
+            pass
+print(n)
+"""
+
+SINK = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+s.bind((sys.argv[1], 5002)); print('ready', flush=True)
+s.settimeout(5); n = b = 0; first = last = None
+try:
+    while True:
+        d = s.recv(65536); now = time.monotonic()
+        first = first or now; last = now; n += 1; b += len(d)
+        s.settimeout(0.5)
+except socket.timeout:
+    pass
+print(n, (last - first) if first else 0.0)
+"""
+
+
+def _ns_run(ns: str, *cmd: str, **kw):
+    return subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True, capture_output=True,
+                          text=True, **kw)
+
+
+def _flood(src_ns: str, dst_ns: str, dst: str, seconds: float) -> float:
+    """Packets/s that reached ``dst`` in ``dst_ns`` from a UDP flood in ``src_ns``."""
+    sink = subprocess.Popen(["ip", "netns", "exec", dst_ns, sys.executable, "-c", SINK, dst],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        sink.stdout.readline()
+        _ns_run(src_ns, sys.executable, "-c", FLOOD, dst, str(seconds), str(PAYLOAD),
+                timeout=seconds + 30)
+        out, _ = sink.communicate(timeout=30)
+    finally:
+        if sink.poll() is None:
+            sink.kill()
+            sink.communicate()
+    n, span = out.split()
+    return int(n) / float(span) if float(span) > 0 else 0.0
+
+
+def bench_core(count: int = 50000) -> float:
+    a, b = noise.generate_private_key(), noise.generate_private_key()
+    cfg = WgConfig(a, 1, (PeerConfig(noise.public_key(b), allowed_ips=(
+        ipaddress.ip_network("10.0.0.0/8"),), endpoint=("192.0.2.1", 1)),))
+    responder = Device.local(WgConfig(b, 1, (PeerConfig(noise.public_key(a)),)))
+    dev = Device.local(cfg)
+    packet = bytes([0x45, 0]) + PACKET.to_bytes(2, "big") + bytes(8) + bytes([10, 0, 0, 1]) + \
+        bytes([10, 0, 0, 2]) + bytes(PACKET - 20)
+    (_, init), = dev.send(packet, 1).datagrams
+    (_, resp), = responder.receive(init, ("192.0.2.2", 1), 1).datagrams
+    dev.receive(resp, ("192.0.2.1", 1), 1)
+    start = time.thread_time()          # CPU time: a shared machine's other load stays out
+    for _ in range(count):
+        dev.send(packet, 2)
+    return count / (time.thread_time() - start)
+
+
+RTTS = r"""
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); s.settimeout(3)
+def csum(b):
+    v = sum(struct.unpack('!%dH' % (len(b) // 2), b)); v = (v >> 16) + (v & 0xffff)
+    return ~(v + (v >> 16)) & 0xffff
+for seq in range(6):
+    h = struct.pack('!BBHHH', 8, 0, 0, 0x4343, seq) + b'rtt!'
+    t = time.perf_counter()
+    s.sendto(h[:2] + struct.pack('!H', csum(h)) + h[4:], (sys.argv[1], 0))
+    while True:
+        d = s.recv(2000)
+        if d[20] == 0 and d[24:28] == struct.pack('!HH', 0x4343, seq):
+            break
+    print((time.perf_counter() - t) * 1000)
+"""
+
+
+def bench_gateway(seconds: float) -> dict:
+    """Through the capnet gateway system: packets/s arriving behind wireguard-go, packets/s the
+    gw component seals per second of its own CPU time, and the handshake's cost as seen by the
+    first ping (first round trip minus the median of the next five)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:                            # the repository's tests package
+        sys.path.insert(0, root)
+    from tests.test_gateway_interop import Tunnel  # the interop tests' real set-up
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Tunnel(Path(tmp))
+        try:
+            rtts = [float(x) for x in t.in_ns(t.red_ns, RTTS, "10.200.0.2").stdout.split()]
+            assert len(rtts) == 6, "no tunnel"
+            rate = _flood(t.red_ns, t.black_ns, "10.200.0.2", seconds)
+            extra = t.stop()["components"]["gw"]["stats"]["extra"]
+        finally:
+            t.close()
+    busy = extra["busy_seal_ns"] / 1e9
+    return {"rate": rate, "capacity": extra["wireguard"].get("sent", 0) / busy if busy else 0.0,
+            "first_ping_ms": rtts[0], "handshake_ms": rtts[0] - statistics.median(rtts[1:])}
+
+
+def bench_handshake(rounds: int = 20) -> float:
+    """Median time for capnet's handshake core to complete a handshake with wireguard-go."""
+    tag = uuid.uuid4().hex[:6]
+    ns, iface = f"capnet-bh{tag}", f"wgh{tag}"
+    ours, theirs = noise.generate_private_key(), noise.generate_private_key()
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    wg = None
+    try:
+        _ns_run(ns, "ip", "link", "set", "lo", "up")
+        wg = subprocess.Popen(["ip", "netns", "exec", ns, "wireguard-go", "-f", iface],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sock_path = Path(f"/var/run/wireguard/{iface}.sock")
+        deadline = time.monotonic() + 10
+        while not sock_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+            f.write(f"[Interface]\nPrivateKey = {encode_key(theirs)}\nListenPort = 51830\n"
+                    f"[Peer]\nPublicKey = {encode_key(noise.public_key(ours))}\n"
+                    "AllowedIPs = 10.201.0.1/32\n")
+            f.flush()
+            _ns_run(ns, "wg", "setconf", iface, f.name)
+        _ns_run(ns, "ip", "link", "set", iface, "up")
+        script = HANDSHAKE.format(ours=ours.hex(), theirs=noise.public_key(theirs).hex(),
+                                  rounds=rounds)
+        out = _ns_run(ns, sys.executable, "-c", script, cwd=str(Path(__file__).parent.parent))
+        times = [float(x) for x in out.stdout.split()]
+        return statistics.median(times) if times else float("nan")
+    finally:
+        if wg is not None and wg.poll() is None:
+            wg.terminate()
+            wg.wait(timeout=10)
+        subprocess.run(["ip", "netns", "delete", ns], check=False)
+
+
+HANDSHAKE = r"""
+import socket, time
+from gateway.wireguard import Handshaker
+hs = Handshaker(bytes.fromhex('{ours}'), {{bytes.fromhex('{theirs}'): bytes(32)}})
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0)); s.settimeout(2)
+for i in range({rounds}):
+    time.sleep(0.03)        # wireguard-go accepts at most 50 initiations/s from a peer
+    t = time.perf_counter()
+    s.sendto(hs.initiate(bytes.fromhex('{theirs}'), time.monotonic_ns()), ('127.0.0.1', 51830))
+    d = s.recv(2000)
+    o = hs.receive(d, b'', time.monotonic_ns(), False)
+    if o.session is not None:
+        print((time.perf_counter() - t) * 1000)
+"""
+
+
+def bench_wireguard_go(seconds: float) -> float:
+    """Packets/s between two wireguard-go instances in two namespaces over a veth pair."""
+    tag = uuid.uuid4().hex[:6]
+    nss = [f"capnet-ga{tag}", f"capnet-gb{tag}"]
+    keys = [noise.generate_private_key() for _ in nss]
+    procs = []
+    try:
+        for ns in nss:
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+        subprocess.run(["ip", "link", "add", f"va{tag}", "netns", nss[0], "type", "veth", "peer",
+                        "name", f"vb{tag}", "netns", nss[1]], check=True)
+        for i, ns in enumerate(nss):
+            veth, iface = f"v{'ab'[i]}{tag}", f"w{'ab'[i]}{tag}"
+            _ns_run(ns, "ip", "addr", "add", f"10.98.0.{i + 1}/24", "dev", veth)
+            _ns_run(ns, "ip", "link", "set", veth, "up")
+            _ns_run(ns, "ip", "link", "set", "lo", "up")
+            procs.append(subprocess.Popen(["ip", "netns", "exec", ns, "wireguard-go", "-f", iface],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            sock = Path(f"/var/run/wireguard/{iface}.sock")
+            deadline = time.monotonic() + 10
+            while not sock.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            other = 1 - i
+            with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+                f.write(f"[Interface]\nPrivateKey = {encode_key(keys[i])}\nListenPort = 51820\n"
+                        f"[Peer]\nPublicKey = {encode_key(noise.public_key(keys[other]))}\n"
+                        f"AllowedIPs = 10.201.0.{other + 1}/32\n"
+                        f"Endpoint = 10.98.0.{other + 1}:51820\n")
+                f.flush()
+                _ns_run(ns, "wg", "setconf", iface, f.name)
+            _ns_run(ns, "ip", "addr", "add", f"10.201.0.{i + 1}/24", "dev", iface)
+            _ns_run(ns, "ip", "link", "set", iface, "mtu", "1420", "up")
+        _ns_run(nss[0], sys.executable, "-c", "import socket; s=socket.socket(2,2); "
+                "s.sendto(b'x', ('10.201.0.2', 9))")
+        return _flood(nss[0], nss[1], "10.201.0.2", seconds)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=10)
+        for ns in nss:
+            subprocess.run(["ip", "netns", "delete", ns], check=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="capnet bench gateway",
+        description="WireGuard tunnel throughput and handshake time: capnet vs wireguard-go")
+    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each flood")
+    args = parser.parse_args(argv)
+    if args.seconds <= 0:
+        parser.error("--seconds must be positive")
+    if os.geteuid() != 0:
+        print("capnet bench gateway: needs root (network namespaces)", file=sys.stderr)
+        return 2
+    core = bench_core()
+    system = bench_gateway(args.seconds)
+    gw, gw_capacity = system["rate"], system["capacity"]
+    handshake_ms = bench_handshake()
+    wgo = bench_wireguard_go(args.seconds)
+    gbit = lambda pps: pps * PACKET * 8 / 1e9   # noqa: E731
+    result = {
+        "packet_bytes": PACKET,
+        "core_seal_pps": round(core), "core_seal_gbit": round(gbit(core), 3),
+        "gateway_pps": round(gw), "gateway_gbit": round(gbit(gw), 3),
+        "gw_component_seal_pps": round(gw_capacity),
+        "gw_component_seal_gbit": round(gbit(gw_capacity), 3),
+        "wireguard_go_pps": round(wgo), "wireguard_go_gbit": round(gbit(wgo), 3),
+        "ratio_gateway_to_wireguard_go": round(gw / wgo, 3) if wgo else None,
+        "handshake_with_wireguard_go_ms": round(handshake_ms, 3),
+        "system_handshake_ms": round(system["handshake_ms"], 3),
+        "system_first_ping_ms": round(system["first_ping_ms"], 3),
+    }
+    for key, value in result.items():
+        print(f"{key:32} {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
