@@ -1,0 +1,37 @@
+"""Link-layer types (pcap LINKTYPE_ values) and where each puts its type field and payload."""
+
+from dataclasses import dataclass
+
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+
+
+@dataclass(frozen=True)
+class LinkLayout:
+    """Offsets libpcap assumes for a link type: the type field (None if absent), the payload."""
+
+    linktype: int
+    name: str
+    off_linktype: int | None
+    off_linkpl: int
+
+
+LAYOUTS = {
+    LINKTYPE_ETHERNET: LinkLayout(LINKTYPE_ETHERNET, "EN10MB", 12, 14),
+    LINKTYPE_RAW: LinkLayout(LINKTYPE_RAW, "RAW", None, 0),
+    LINKTYPE_LINUX_SLL: LinkLayout(LINKTYPE_LINUX_SLL, "LINUX_SLL", 14, 16),
+    LINKTYPE_IPV4: LinkLayout(LINKTYPE_IPV4, "IPV4", None, 0),
+    LINKTYPE_IPV6: LinkLayout(LINKTYPE_IPV6, "IPV6", None, 0),
+}
+
+
+def layout_for(linktype: int) -> LinkLayout:
+    """The layout of a supported link type; ValueError for any other."""
+    try:
+        return LAYOUTS[int(linktype)]
+    except (KeyError, TypeError, ValueError):
+        names = ", ".join(f"{k} ({v.name})" for k, v in LAYOUTS.items())
+        raise ValueError(f"unsupported link type {linktype!r}; supported: {names}") from None
