@@ -80,7 +80,8 @@ class DeviceSpec:
     path is relative to the description's folder. ``tap``: a Linux TAP interface ``name``
     created in network namespace ``netns`` (the current one if empty), its kernel side given
     ``address`` (CIDR) and brought up; frames flow both ways (mode ``rw``). ``tun``: the same
-    with a TUN interface, which carries bare IP packets (no Ethernet header, no ARP)."""
+    with a TUN interface, which carries bare IP packets (no Ethernet header, no ARP). A
+    component's ``netns`` config value, when set, overrides its network devices' ``netns``."""
 
     kind: str
     mode: str
@@ -377,11 +378,22 @@ def _components(ck: _Checker, doc: dict, regions: dict,
         restart = ck.choice(raw.get("restart", "never"), f"{key}.restart", RESTART)
         max_restarts = ck.integer(raw.get("max_restarts", 3), f"{key}.max_restarts", 0, 100)
         limits = _limits(ck, raw.get("limits", {}), f"{key}.limits")
-        devices = _devices(ck, raw.get("devices", []), f"{key}.devices")
+        devices = _devices(ck, _netns_from_config(raw, config), f"{key}.devices")
         if ok and None not in (priority, restart, max_restarts, limits, devices):
             out[name] = ComponentSpec(name, program, priority, config, tuple(maps), restart,
                                       max_restarts, limits, devices)
     return out
+
+
+def _netns_from_config(raw: dict, config) -> object:
+    """A component's ``netns`` config value names the namespace of its network devices, so
+    ``--set nic.netns=NAME`` moves them (the value in a device entry is the default)."""
+    devices = raw.get("devices", [])
+    netns = config.get("netns") if isinstance(config, dict) else None
+    if not isinstance(netns, str) or not isinstance(devices, list):
+        return devices
+    return [{**dev, "netns": netns} if isinstance(dev, dict)
+            and dev.get("kind") in NETWORK_DEVICE_KINDS else dev for dev in devices]
 
 
 def _devices(ck: _Checker, raw, key: str) -> tuple[DeviceSpec, ...] | None:

@@ -291,12 +291,14 @@ class Stack(Component):
                 self.drop(key[5:], n)
                 dropped += n
         self.count("out", frames - dropped)
+        self.count("left", frames - dropped)     # an endpoint: delivered frames end here
 
     def _pump(self) -> None:
         """Run the loop and the cores until quiet, send their frames, set the next timer."""
         frames = self.runner.step(self.now())
         if frames:
             self.count("in", len(frames))
+            self.count("entered", len(frames))   # an endpoint: frames it makes begin here
             self.backlog.extend(frames)
         self._transmit()
         deadline = self.now() if self.runner.busy() or self.rx.pending() else \
