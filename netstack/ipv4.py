@@ -93,10 +93,15 @@ class Reassembler:
         end = offset + len(data)
         dgram = self.datagrams.get(key)
         if dgram is None:
-            if len(self.datagrams) >= self.max_datagrams or \
-                    self.held + len(data) > self.max_bytes:
+            if len(data) > self.max_bytes:
                 c[f"{p}.reassembly.limit"] += 1
                 return None
+            # at the limits the oldest datagram in progress makes room: a burst of lost
+            # fragments must not lock reassembly out until the timeouts fire
+            while self.datagrams and (len(self.datagrams) >= self.max_datagrams
+                                      or self.held + len(data) > self.max_bytes):
+                self._remove(next(iter(self.datagrams)))
+                c[f"{p}.reassembly.evicted"] += 1
             dgram = self.datagrams[key] = _Datagram(now + self.timeout_ns, {})
         if dgram.poisoned:
             c[f"{p}.reassembly.discarded"] += 1

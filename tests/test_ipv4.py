@@ -91,7 +91,11 @@ def test_reassembly_limits_on_datagrams_in_progress_and_bytes_held():
     r = Reassembler(max_datagrams=2, max_bytes=4000)
     for ident in (1, 2, 3):
         feed(r, fragment(Ipv4(SRC, DST, 17, ident=ident), b"c" * 3000, 1000)[:1])
-    assert len(r.datagrams) == 2 and r.counters["ipv4.reassembly.limit"] == 1
+    # the oldest datagram in progress made room for the newest
+    assert len(r.datagrams) == 2 and r.counters["ipv4.reassembly.evicted"] == 1
+    assert [key[3] for key in r.datagrams] == [2, 3]
+    whole = fragment(Ipv4(SRC, DST, 17, ident=3), b"c" * 3000, 1000)
+    assert feed(r, whole[1:]) == b"c" * 3000      # and it still completes
     r2 = Reassembler(max_bytes=2000)
     assert feed(r2, fragment(Ipv4(SRC, DST, 17, ident=1), b"d" * 5000, 1000)) is None
     assert r2.held <= 2000 and r2.counters["ipv4.reassembly.limit"] >= 1
