@@ -131,16 +131,13 @@ def _tcp_config(config: dict, mss: int) -> TcpConfig:
 
 
 def tcp_mss(config: dict, mtu: int) -> int:
-    """The MSS handed to TCP: MTU - IP header (20, or 40 for IPv6) - TCP header (20) - 12 when
-    timestamps are on.
+    """The MSS handed to TCP: MTU - IP header (20, or 40 when IPv6 is on) - TCP header (20).
 
-    RFC 9293 section 3.7.1 (and RFC 6691): options reduce the data a segment may carry. The
-    TCP core sizes its segments by this one MSS, for IPv4 and IPv6 alike, so the stack leaves
-    room for the larger IPv6 header (when IPv6 is on) and the timestamp option here; otherwise
-    every full segment would be fragmented by IP."""
+    The TCP core sizes its segments by one MSS for IPv4 and IPv6 alike, so the stack leaves
+    room for the larger IPv6 header; the core itself takes its options off each segment
+    (RFC 9293 section 3.7.1, RFC 6691)."""
     ip_header = 40 if config.get("ipv6", True) else 20
-    timestamps = config.get("tcp", {}).get("timestamps", True)
-    return mtu - ip_header - 20 - (12 if timestamps else 0)
+    return mtu - ip_header - 20
 
 
 def _mac(config: dict) -> bytes:
