@@ -248,6 +248,9 @@ def summarise(run: dict, total_expected: int, roles: tuple[str, str] = ("replay"
                        "span_s": span},
         "latency_ns": extra.get("latency_ns"),
         "histogram": extra.get("histogram"),
+        "cpu_ns_per_frame": {name: round(c["stats"]["cpu_ns"] / max(1, c["stats"]["counters"]
+                                                                    .get("in", 0)))
+                             for name, c in comps.items() if (c["stats"] or {}).get("cpu_ns")},
         "balanced": cons["balanced"], "stop_reason": run["stop_reason"],
         "faults": {n: c["faults"] for n, c in comps.items() if c["faults"]},
     }
@@ -269,6 +272,9 @@ def render(summary: dict, console: Console) -> None:
             f"{lat[k] / 1000:.1f} µs" for k in ("p50", "p90", "p99")))
         table.add_row("latency p99.9 / max", f"{lat['p99.9'] / 1000:.1f} µs / "
                                              f"{lat['max'] / 1000:.1f} µs")
+    cpu = summary.get("cpu_ns_per_frame") or {}
+    if cpu:
+        table.add_row("CPU per frame", ", ".join(f"{k} {v:,} ns" for k, v in cpu.items()))
     table.add_row("conservation", "holds" if summary["balanced"] else "DOES NOT HOLD")
     console.print(table)
 

@@ -46,6 +46,7 @@ class Runtime:
         self._stopping = False
         self._stalled: set[str] = set()
         self._waiter: Waiter | None = None
+        self._cpu_start = time.process_time_ns()
         self.control_channel = Channel("control", "control", "supervisor", self)
 
     # -- services used by Component -------------------------------------------------------------
@@ -93,6 +94,7 @@ class Runtime:
             "counters": dict(comp.counters),
             "queues": {name: q.stats() for name, q in self.queues.items()},
             "held": {name: int(ledger.held_count()) for name, ledger in self.ledgers.items()},
+            "cpu_ns": time.process_time_ns() - self._cpu_start,   # CPU used since init ended
             "extra": extra,
         }
 
@@ -108,6 +110,7 @@ class Runtime:
         waiter.register(self.control.fileno(), ("control", None))
         if not self._entry(self.component.init):
             return 1
+        self._cpu_start = time.process_time_ns()
         while not self._stopping:
             self._fire_timers()
             if self._stopping:

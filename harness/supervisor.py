@@ -45,6 +45,7 @@ class Record:
     partial: dict[int, bytes] = field(default_factory=dict)
     last_report: str | None = None
     pids: list[int] = field(default_factory=list)
+    cpu_s: float = 0.0               # user + system CPU time of every incarnation that ended
 
 
 class Supervisor:
@@ -188,7 +189,9 @@ class Supervisor:
         self._unwatch(child.pidfd)
         for stream in (child.process.stdout, child.process.stderr):
             self._drain_stream(name, stream)
-        status = child.process.wait()
+        _pid, raw, usage = os.wait4(child.pid, 0)
+        status = child.process.returncode = os.waitstatus_to_exitcode(raw)
+        record.cpu_s += usage.ru_utime + usage.ru_stime
         os.close(child.pidfd)
         self._unwatch(child.control.fileno())
         child.control.close()
@@ -464,6 +467,7 @@ class Supervisor:
             comps[name] = {"state": record.state, "restarts": record.restarts,
                            "faults": record.faults, "stats": record.final,
                            "pids": record.pids, "sandbox": record.sandbox,
+                           "cpu_s": round(record.cpu_s, 3),
                            "launch_ms": round(record.launch_ns / 1e6, 1)}
         return {"system": self.system.name, "stop_reason": self.stop_reason,
                 "launch_ms": round(self.launch_ns / 1e6, 1), "run_s": self._elapsed(),
