@@ -85,18 +85,21 @@ class Waiter:
             self._epoll.unregister(fd)
 
     def wait(self, timeout_ns: int | None, spin_ns: int = 20_000, poll=None) -> list:
-        """Keys of ready fds; [] if ``poll()`` found work while spinning or the wait timed out."""
+        """Keys of ready fds; [] if ``poll()`` found work while spinning or the wait timed out.
+        The timeout counts from the call: spinning uses it up first."""
+        start = time.monotonic_ns()
         if poll is not None and spin_ns > 0:
-            end = time.monotonic_ns() + spin_ns
+            end = start + (spin_ns if timeout_ns is None else min(spin_ns, timeout_ns))
             while time.monotonic_ns() < end:
                 if poll():
                     return []
         if timeout_ns is not None and timeout_ns < MAX_BLOCK_NS:
-            if timeout_ns <= 0:
+            left = start + timeout_ns - time.monotonic_ns()
+            if left <= 0:
                 events = self._epoll.poll(0)
             else:
                 timer = self._timerfd()
-                timer.arm(timeout_ns)
+                timer.arm(left)
                 events = self._epoll.poll(MAX_BLOCK_NS / 1e9)
                 drain(timer.fd)
         else:
