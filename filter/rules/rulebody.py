@@ -1,0 +1,351 @@
+"""Parsing one rule: its matches, statements and verdict (part of the rule-file parser).
+
+``RuleBodyParser`` is mixed into the file parser (``parser._Parser``), which supplies the
+token helpers (``tok``, ``next``, ``at``, ``expect``, ``word``, ``value``, ``element``,
+``element_block``, ``end_item``) and records set references and jumps for the cross-checks.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from filter.rules import ast
+from filter.rules.errors import RuleError
+from filter.rules.fields import DYNAMIC, FIELDS, SELECTOR_HEADS, SELECTORS
+from filter.rules.lexer import Token
+from filter.rules.pcap import check_expression
+from filter.rules.values import normalise, parse_value
+
+VERDICTS = ("accept", "drop", "reject", "jump", "goto", "return", "continue")
+CT_STATES = ("new", "established", "related", "invalid", "untracked")
+RATE_UNITS = {"second": 10**9, "minute": 60 * 10**9, "hour": 3600 * 10**9, "day": 86400 * 10**9}
+BYTE_UNITS = {"bytes": 1, "kbytes": 1024, "mbytes": 1024 * 1024}
+REJECT_WITH = {("tcp", "reset"): "tcp reset", ("icmp", "port-unreachable"): "icmp port-unreachable",
+               ("icmp", "host-unreachable"): "icmp host-unreachable",
+               ("icmp", "admin-prohibited"): "icmp admin-prohibited",
+               ("icmpv6", "port-unreachable"): "icmpv6 port-unreachable",
+               ("icmpv6", "admin-prohibited"): "icmpv6 admin-prohibited",
+               ("icmpx", "port-unreachable"): "", ("icmpx", "admin-prohibited"): "admin"}
+ENDS = ("newline", "eof")
+
+
+class RuleBodyParser:
+    # -- rules ----------------------------------------------------------------------------------
+    def rule(self, chain: str) -> ast.Rule:
+        first = self.tok
+        rule = ast.Rule(first.line)
+        while not (self.tok.kind in ENDS or self.at(";", "}")):
+            t = self.tok
+            if rule.verdict is not None or rule.vmap is not None:
+                raise t.error(f"nothing may follow the verdict '{rule.verdict.kind if rule.verdict else 'vmap'}'")
+            if t.kind != "atom":
+                raise t.error(f"expected a match, statement or verdict, found {t}")
+            word = t.text
+            if word in ("mark", "meta") and self._is_mark_set():
+                self.next()
+                if word == "meta":
+                    self.next()
+                self.next()
+                rule.statements.append(ast.MarkSet(self.int_value("a mark")))
+            elif word in SELECTOR_HEADS:
+                self.selector_match(rule)
+            elif word == "ct":
+                self.next()
+                s = self.word("'state'")
+                if s.text != "state":
+                    raise s.error(f"only 'ct state' is supported, not 'ct {s.text}'")
+                rule.stateful.append(self.ct_states())
+            elif word == "pcap":
+                self.next()
+                if self.tok.kind != "string":
+                    raise self.tok.error('expected a quoted pcap-filter expression: pcap "EXPR"')
+                rule.matches.append(self.pcap(self.next()))
+            elif word == "limit":
+                self.next()
+                rule.stateful.append(self.limit())
+            elif word == "counter":
+                self.next()
+                rule.statements.append(ast.Counter())
+            elif word == "log":
+                self.next()
+                prefix = ""
+                if self.at("prefix"):
+                    self.next()
+                    if self.tok.kind != "string":
+                        raise self.tok.error('expected a quoted prefix: log prefix "TEXT"')
+                    prefix = self.next().text
+                rule.statements.append(ast.Log(prefix))
+            elif word in ("snat", "dnat", "masquerade"):
+                self.next()
+                rule.statements.append(self.nat(t))
+            elif word in VERDICTS:
+                rule.verdict = self.verdict_word(chain)
+            else:
+                raise t.error(_unknown_word(word))
+        rule.text = self.lines[first.line - 1].strip() if first.line <= len(self.lines) else ""
+        self.end_item()
+        return rule
+
+    def _is_mark_set(self) -> bool:
+        if self.tok.text == "mark":
+            return self.peek().text == "set"
+        return self.peek().text == "mark" and self.peek(2).text == "set"
+
+    def int_value(self, what: str) -> int:
+        t = self.word(what)
+        try:
+            value = int(t.text, 0)
+        except ValueError:
+            raise t.error(f"expected {what} (a number), found '{t.text}'") from None
+        if not 0 <= value < 2**32:
+            raise t.error(f"{what} must be 0-{2**32 - 1}")
+        return value
+
+    def selector(self) -> tuple[Token, str, int | None]:
+        t = self.next()
+        two = (t.text, self.tok.text)
+        if self.tok.kind == "atom" and two in SELECTORS:
+            self.next()
+            return t, *SELECTORS[two]
+        if (t.text,) in SELECTORS:
+            return t, *SELECTORS[(t.text,)]
+        fields = sorted(" ".join(k) for k in SELECTORS if k[0] == t.text)
+        raise RuleError(f"unknown field '{t.text} {self.tok.text}' (valid: {', '.join(fields)})",
+                        t.line, t.col, self.tok.col + len(self.tok.text) - t.col)
+
+    def selector_match(self, rule: ast.Rule) -> None:
+        start, name, proto = self.selector()
+        names, protos = [name], [proto]
+        while self.at(".") and self.peek().text in SELECTOR_HEADS:
+            self.next()
+            _, name, proto = self.selector()
+            names.append(name)
+            protos.append(proto)
+        for p in sorted({p for p in protos if p is not None}):
+            rule.matches.append(ast.Match(("meta.l4proto",), ((((p, p),),),), line=start.line))
+        fields = tuple(names)
+        if self.at("vmap"):
+            self.next()
+            rule.vmap = self.vmap(fields, start)
+            return
+        if fields == ("iif",):
+            rule.matches.append(self.iif())
+            return
+        if "iif" in fields:
+            raise start.error("'iif' cannot be part of a concatenated key")
+        match = self.comparison(fields, start)
+        if fields[0] in DYNAMIC:
+            if len(fields) > 1:
+                raise start.error("'meta mark' cannot be part of a concatenated key")
+            rule.stateful.append(match)
+        else:
+            rule.matches.append(match)
+
+    def comparison(self, fields: tuple[str, ...], start: Token) -> ast.Match:
+        fs = [FIELDS[f] for f in fields]
+        op_tok = self.tok
+        op = self.next().text if self.at("==", "!=", "<", ">", "<=", ">=", "&") else "=="
+        if op == "&":
+            return self.masked(fs, start)
+        if op in ("<", ">", "<=", ">="):
+            if len(fs) > 1 or fs[0].kind in ("addr6",):
+                raise op_tok.error(f"'{op}' compares one numeric field")
+            (lo, hi), = self.value(fs[0])
+            value = lo if op in (">", ">=") else hi
+            top = fs[0].top
+            span = {"<": (0, value - 1), "<=": (0, value), ">": (value + 1, top),
+                    ">=": (value, top)}[op]
+            ivs = (span,) if span[0] <= span[1] else ()
+            return ast.Match(fields, ((ivs,),), line=start.line)
+        negate = op == "!="
+        if self.at("@"):
+            self.next()
+            ref = self.word("a set name")
+            self.refs.append((ref, ref.text, tuple(f.kind for f in fs), False))
+            return ast.Match(fields, setref=ref.text, negate=negate, line=start.line)
+        if self.at("{"):
+            elements, _ = self.element_block(tuple(f.kind for f in fs), False)
+            if not elements:
+                raise start.error("an empty set matches nothing")
+        else:
+            elements = [self.element(fs)]
+        if len(fs) == 1 and fs[0].kind == "flags" and op_tok.text not in ("==", "!=") \
+                and len(elements) == 1 and not self._braced_before():
+            mask = elements[0][0][0][0]
+            elements = [(tuple((v, v) for v in range(256) if v & mask),)]
+        if len(fs) == 1:
+            elements = [(normalise(iv for e in elements for iv in e[0]),)]
+        return ast.Match(fields, tuple(elements), negate=negate, line=start.line)
+
+    def _braced_before(self) -> bool:
+        return self.toks[self.i - 1].text == "}"
+
+    def masked(self, fs, start: Token) -> ast.Match:
+        if len(fs) > 1 or fs[0].bits > 16:
+            raise self.toks[self.i - 1].error("'&' masks one field of at most 16 bits")
+        f = fs[0]
+        (mask, _), = self.value(f)
+        op = self.tok
+        if not self.at("==", "!="):
+            raise op.error(f"expected '==' or '!=' after the mask, found {op}")
+        self.next()
+        (want, _), = self.value(f)
+        values = [v for v in range(f.top + 1) if (v & mask == want) == (op.text == "==")]
+        ivs = normalise((v, v) for v in values)
+        return ast.Match((f.name,), ((ivs,),), line=start.line)
+
+    def iif(self) -> ast.IifMatch:
+        negate = False
+        if self.at("==", "!="):
+            negate = self.next().text == "!="
+        names = []
+        if self.at("{"):
+            self.next()
+            while not self.at("}"):
+                t = self.next()
+                if t.kind not in ("atom", "string"):
+                    raise t.error(f"expected an interface (queue) name, found {t}")
+                names.append(t.text)
+                if self.at(","):
+                    self.next()
+            self.next()
+        else:
+            t = self.next()
+            if t.kind not in ("atom", "string"):
+                raise t.error(f"expected an interface (queue) name, found {t}")
+            names.append(t.text)
+        return ast.IifMatch(frozenset(names), negate)
+
+    def ct_states(self) -> ast.CtMatch:
+        negate = False
+        if self.at("==", "!="):
+            negate = self.next().text == "!="
+        braced = self.at("{")
+        if braced:
+            self.next()
+        states = []
+        while True:
+            t = self.word("a connection state")
+            if t.text not in CT_STATES:
+                raise t.error(f"unknown connection state '{t.text}' (valid: {', '.join(CT_STATES)})")
+            states.append(t.text)
+            if not self.at(","):
+                break
+            self.next()
+        if braced:
+            self.expect("}")
+        return ast.CtMatch(frozenset(states), negate)
+
+    def pcap(self, t: Token) -> ast.PcapMatch:
+        problem = check_expression(t.text)
+        if problem is not None:
+            message, column = problem
+            raise RuleError(f"pcap expression: {message}", t.line, t.col + 1 + column, 1)
+        return ast.PcapMatch(t.text)
+
+    def limit(self) -> ast.Limit:
+        self.expect("rate")
+        over = False
+        if self.at("over"):
+            self.next()
+            over = True
+        t = self.word("a rate such as 10/second or 1 mbytes/second")
+        count_text, _, unit = t.text.partition("/")
+        scale, is_bytes = 1, False
+        if not unit:
+            u = self.word("a unit such as bytes/second")
+            word, _, unit = u.text.partition("/")
+            if word not in BYTE_UNITS:
+                raise u.error(f"expected bytes/, kbytes/ or mbytes/UNIT, found '{u.text}'")
+            scale, is_bytes = BYTE_UNITS[word], True
+        if unit not in RATE_UNITS:
+            raise t.error(f"rate unit must be one of {', '.join(RATE_UNITS)}, not '{unit}'")
+        try:
+            rate = int(count_text) * scale
+        except ValueError:
+            raise t.error(f"'{count_text}' is not a whole number") from None
+        if rate <= 0:
+            raise t.error("a rate must be positive")
+        burst = rate if is_bytes else max(1, min(rate, 5))
+        if self.at("burst"):
+            self.next()
+            burst = self.int_value("a burst size")
+            unit_tok = self.word("'packets' or 'bytes'")
+            if unit_tok.text not in ("packets", "bytes"):
+                raise unit_tok.error("a burst is counted in 'packets' or 'bytes'")
+        key: list[str] = []
+        if self.at("per"):
+            self.next()
+            while True:
+                if self.tok.text not in SELECTOR_HEADS:
+                    raise self.tok.error(f"expected a field to key the limit on, found {self.tok}")
+                _, name, _ = self.selector()
+                key.append(name)
+                if not self.at("."):
+                    break
+                self.next()
+        return ast.Limit(rate, RATE_UNITS[unit], is_bytes, burst, over, tuple(key))
+
+    def nat(self, t: Token) -> ast.Nat:
+        if self.at("to"):
+            self.next()
+        elif t.text != "masquerade":
+            raise self.tok.error(f"expected 'to ADDRESS[:PORT[-PORT]]' after '{t.text}'")
+        else:
+            return ast.Nat("masquerade")
+        target = self.word("ADDRESS[:PORT[-PORT]] or :PORT[-PORT]")
+        addr_text, _, port_text = target.text.partition(":")
+        address = None
+        if addr_text:
+            try:
+                (address, _), = parse_value(FIELDS["ip.saddr"], addr_text)
+            except ValueError as exc:
+                raise target.error(f"{t.text}: {exc}") from None
+        elif t.text != "masquerade":
+            raise target.error(f"{t.text} needs an IPv4 address")
+        ports = None
+        if port_text:
+            try:
+                (ports,) = parse_value(FIELDS["th.dport"], port_text)
+            except ValueError as exc:
+                raise target.error(f"{t.text}: {exc}") from None
+        return ast.Nat(t.text, address, ports)
+
+    def verdict_word(self, chain: str | None) -> ast.Verdict:
+        t = self.word("a verdict")
+        if t.text not in VERDICTS:
+            raise t.error(f"expected a verdict ({', '.join(VERDICTS)}), found '{t.text}'")
+        if t.text in ("jump", "goto"):
+            target = self.word(f"a chain name after '{t.text}'")
+            self.jumps.append((target, chain or "", target.text))
+            return ast.Verdict(t.text, target.text)
+        if t.text == "reject" and self.at("with"):
+            self.next()
+            a = self.word("'tcp reset' or 'icmp port-unreachable'")
+            b = self.word("'reset' or an ICMP type")
+            if (a.text, b.text) not in REJECT_WITH:
+                raise a.error(f"unknown reject type '{a.text} {b.text}' (valid: "
+                              f"{', '.join(' '.join(k) for k in REJECT_WITH)})")
+            return ast.Verdict("reject", reject_with=REJECT_WITH[(a.text, b.text)])
+        return ast.Verdict(t.text)
+
+    def vmap(self, fields: tuple[str, ...], start: Token) -> ast.VMap:
+        kinds = tuple(FIELDS[f].kind for f in fields)
+        if self.at("@"):
+            self.next()
+            ref = self.word("a map name")
+            self.refs.append((ref, ref.text, kinds, True))
+            return ast.VMap(fields, mapref=ref.text)
+        elements, verdicts = self.element_block(kinds, True)
+        return ast.VMap(fields, tuple(zip(elements, verdicts, strict=True)))
+
+
+KEYWORDS = sorted({w[0] for w in SELECTORS} | set(VERDICTS) | {
+    "ct", "pcap", "limit", "counter", "log", "snat", "dnat", "masquerade"})
+
+
+def _unknown_word(word: str) -> str:
+    close = difflib.get_close_matches(word, KEYWORDS, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else \
+        "expected a match, a statement or a verdict (see docs/rules.md)"
+    return f"unknown word '{word}': {hint}"
