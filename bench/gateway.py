@@ -12,7 +12,9 @@ wireguard-go, measured in the same run.
    through the whole system (gw -> key component by protected call -> wireguard-go): the
    first ping's round trip minus the median of the next five.
 
-Needs root, iproute2, wireguard-go and wg. The ratio gateway / wireguard-go is reported.
+Needs root, iproute2, wireguard-go and wg. The ratio gateway / wireguard-go is reported, and
+how often the red NIC paused reading for want of buffers (``red_nic_rx_pauses``: the gateway
+path was the bottleneck that often).
 """
 
 from __future__ import annotations
@@ -136,12 +138,15 @@ def bench_gateway(seconds: float) -> dict:
             rtts = [float(x) for x in t.in_ns(t.red_ns, RTTS, "10.200.0.2").stdout.split()]
             assert len(rtts) == 6, "no tunnel"
             rate = _flood(t.red_ns, t.black_ns, "10.200.0.2", seconds)
-            extra = t.stop()["components"]["gw"]["stats"]["extra"]
+            components = t.stop()["components"]
+            extra = components["gw"]["stats"]["extra"]
+            pauses = components["red"]["stats"]["extra"].get("rx_pauses", 0)
         finally:
             t.close()
     busy = extra["busy_seal_ns"] / 1e9
     return {"rate": rate, "capacity": extra["wireguard"].get("sent", 0) / busy if busy else 0.0,
-            "first_ping_ms": rtts[0], "handshake_ms": rtts[0] - statistics.median(rtts[1:])}
+            "first_ping_ms": rtts[0], "handshake_ms": rtts[0] - statistics.median(rtts[1:]),
+            "red_rx_pauses": pauses}
 
 
 def bench_handshake(rounds: int = 20) -> float:
@@ -267,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         "handshake_with_wireguard_go_ms": round(handshake_ms, 3),
         "system_handshake_ms": round(system["handshake_ms"], 3),
         "system_first_ping_ms": round(system["first_ping_ms"], 3),
+        "red_nic_rx_pauses": system["red_rx_pauses"],
     }
     for key, value in result.items():
         print(f"{key:32} {value}")

@@ -7,6 +7,10 @@ sends, read straight into buffers of the region it originates — one copy, by t
 most one it consumes (TX: frames to hand to the kernel, written from the buffers in place).
 A frame the kernel will not take right now is dropped (``tx_busy``); a frame larger than the
 region's buffers is truncated by the read and counted (``rx_truncated``).
+
+With no free RX buffer, the NIC stops watching its descriptor until buffers come back (or
+``RX_PAUSE_NS`` passes): frames wait in the kernel's queue instead of waking the NIC to read
+nothing. ``stats()`` reports how often that happened (``rx_pauses``).
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import numpy as np
 
 from harness.origin import Origin
 
-BATCH = 32
+BATCH = 64
 TURN_FRAMES = 256          # frames read per entry point, so control stays responsive
+RX_PAUSE, RX_PAUSE_NS = "rx_pause", 1_000_000    # longest pause of RX reads with no buffer
 
 
 class FrameNic(Origin):
@@ -30,10 +35,13 @@ class FrameNic(Origin):
         if len(found) != 1:
             raise ValueError(f"{self.name}: needs exactly one {self.DEVICE} device, "
                              f"has {len(found)}")
-        self.fd = found[0].fd
+        self.fd, self.device_name = found[0].fd, found[0].name
+        self.rx_paused = False
+        self.rx_pauses = 0
         self.tx = next((q for q in self.queues.values() if q.role == "consumer"), None)
         self.frames = memoryview(self.out.data.mem)
         self.size = self.out.ledger.buffer_size
+        self.tx_frames = memoryview(self.tx.data.mem) if self.tx is not None else None
 
     def notified(self, channel) -> None:
         if channel.kind == "device":
@@ -41,21 +49,54 @@ class FrameNic(Origin):
         elif self.tx is not None and channel == self.tx.name:
             self._transmit()
         else:
+            self._resume_rx()
             super().notified(channel)        # RX buffers came back
+
+    def _pause_rx(self) -> None:
+        """No RX buffer or ring slot is free: stop being woken for the device until buffers
+        come back (``notified`` on the RX queue). A readable descriptor is level-triggered, so
+        otherwise every turn of the event loop wakes this NIC to read nothing — measured at
+        ~12,000 empty wake-ups in a 3 s flood, each with the loop's 50 µs spin: most of a
+        core. The kernel keeps queueing meanwhile (the interface's txqueuelen). A timer
+        resumes reading after ``RX_PAUSE_NS`` at the latest (ring slots can free up before any
+        buffer comes back)."""
+        if not self.rx_paused:
+            self.pause_device(self.device_name)
+            self.rx_paused = True
+            self.rx_pauses += 1
+            self.set_timer(self.now() + RX_PAUSE_NS, RX_PAUSE)
+
+    def timeout(self, token) -> None:
+        if token == RX_PAUSE:
+            self._resume_rx()
+        super().timeout(token)
+
+    def stats(self) -> dict:
+        return {"rx_pauses": self.rx_pauses}
+
+    def _resume_rx(self) -> None:
+        if self.rx_paused:
+            self.cancel_timer(RX_PAUSE)
+            self.resume_device(self.device_name)
+            self.rx_paused = False
 
     def produce(self) -> None:
         """Read what the kernel has sent into RX buffers and pass the frames on."""
+        readv, fd, frames, size = os.readv, self.fd, self.frames, self.size
         for _ in range(TURN_FRAMES // BATCH):
             buffers = self.pool.take(min(BATCH, self.out.space()))
-            filled = 0
+            if not len(buffers):
+                self._pause_rx()
+                return
+            lengths = []
             for offset in buffers["offset"].tolist():
                 try:
-                    n = os.readv(self.fd, [self.frames[offset:offset + self.size]])
+                    lengths.append(readv(fd, [frames[offset:offset + size]]))
                 except BlockingIOError:
                     break
-                buffers["length"][filled] = n
-                filled += 1
+            filled = len(lengths)
             if filled:
+                buffers["length"][:filled] = lengths
                 buffers["timestamp"][:filled] = self.now()
                 sent = self.out.send(buffers[:filled])
                 self.count("entered", filled)      # from the outside world
@@ -72,12 +113,12 @@ class FrameNic(Origin):
         if not len(batch):
             return
         self.count("in", len(batch))
-        data = self.tx.data.array
+        data, write, fd = self.tx_frames, os.write, self.fd
         written = 0
         for offset, length in zip(batch["offset"].astype(np.int64).tolist(),
                                   batch["length"].astype(np.int64).tolist(), strict=True):
             try:
-                os.write(self.fd, data[offset:offset + length])
+                write(fd, data[offset:offset + length])
                 written += 1
             except BlockingIOError:
                 self.drop("tx_busy")

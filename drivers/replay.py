@@ -250,7 +250,8 @@ def summarise(run: dict, total_expected: int, roles: tuple[str, str] = ("replay"
         "histogram": extra.get("histogram"),
         "cpu_ns_per_frame": {name: round(c["stats"]["cpu_ns"] / max(1, c["stats"]["counters"]
                                                                     .get("in", 0)))
-                             for name, c in comps.items() if (c["stats"] or {}).get("cpu_ns")},
+                             for name, c in comps.items() if (c["stats"] or {}).get("cpu_ns")
+                             and (c["stats"] or {}).get("counters", {}).get("in")},
         "balanced": cons["balanced"], "stop_reason": run["stop_reason"],
         "faults": {n: c["faults"] for n, c in comps.items() if c["faults"]},
     }

@@ -9,7 +9,9 @@ Config:
   input queue feeds; default: the one output that is not a reject queue), ``reject = "QUEUE"``
   or ``{ IN = "QUEUE" }`` (where replies to frames rejected from an input go; optional: with
   none, rejected frames are dropped and counted ``reject_unsent``), ``masquerade_address``
-  (the address ``masquerade`` uses), ``ct_max_entries`` (65536), ``ct_per_source`` (0: none).
+  (the address ``masquerade`` uses), ``ct_max_entries`` (65536), ``ct_per_source`` (0: none),
+  ``dropped = "QUEUE"`` (what is dropped or rejected goes down that output, zero-copy, e.g. to a
+  capture of dropped frames — still counted as dropped here; one input only).
 
 Queues: every queue this component consumes is an input (its name is the ``iif`` the rules
 see); every queue it produces is an output. An input and its output share one data region:
@@ -123,6 +125,7 @@ class Firewall(Component):
             text = _read_fd(device[0].fd)
         self.inputs = [q for q in self.queues.values() if q.role == "consumer"]
         outputs = {q.name: q for q in self.queues.values() if q.role == "producer"}
+        self.dropped_to = self._dropped_queue(outputs)
         self.reject_to = self._reject_queues(outputs)
         self.route = self._routes(outputs)
         self.connections: Connections | None = None
@@ -132,6 +135,16 @@ class Firewall(Component):
         self.last_expire = self.now()
         self._chunks: dict = {}
         self._install(parse(text, self.rules_path))
+
+    def _dropped_queue(self, outputs: dict):
+        name = self.config.get("dropped")
+        if name is None:
+            return None
+        q = outputs.pop(str(name), None)
+        if q is None or len(self.inputs) != 1 or q.data.name != self.inputs[0].data.name:
+            raise ValueError(f"{self.name}: dropped: '{name}' must be an output on the region of "
+                             "the one input")
+        return q
 
     def _reject_queues(self, outputs: dict) -> dict:
         spec = self.config.get("reject")
@@ -187,6 +200,8 @@ class Firewall(Component):
         for q in self.reject_to.values():
             if channel == q.name:
                 self.pools[q.data.name].give(q.reclaim())
+        if self.dropped_to is not None and channel == self.dropped_to.name:
+            self._give_back(self.inputs[0], self.dropped_to.reclaim())
         for q in self.inputs:
             self._filter(q)
 
@@ -200,6 +215,8 @@ class Firewall(Component):
     def _filter(self, q) -> None:
         out = self.route.get(q.name)
         room = out.space() if out is not None else q.pending()
+        if self.dropped_to is not None:         # what is dropped must fit down there too
+            room = min(room, self.dropped_to.space())
         batch = q.receive(room)
         if not len(batch):
             return
@@ -222,7 +239,9 @@ class Firewall(Component):
             self.drop("output_full", int(keep.sum()) - sent)
             self._give_back(q, batch[keep][sent:])
         if not keep.all():
-            self._give_back(q, batch[~keep])
+            thrown = batch[~keep]
+            went = self.dropped_to.send(thrown) if self.dropped_to is not None else 0
+            self._give_back(q, thrown[went:])
 
     def _classify(self, iif, data, offsets, lengths, now):
         if not self.stateful:

@@ -195,13 +195,11 @@ class Gateway(Component):
                 return
             self.frames_in += len(batch)
             data = self.red_in_mem
-            out = Output()
-            now = self.now()
-            send = self.device.send
-            for off, length in zip(batch["offset"].tolist(), batch["length"].tolist(),
-                                   strict=True):
-                send(bytes(data[off:off + length]), now, out)
+            packets = [bytes(data[off:off + length]) for off, length in
+                       zip(batch["offset"].tolist(), batch["length"].tolist(), strict=True)]
             self.red_in.release(batch)
+            out = Output()
+            self.device.send_batch(packets, self.now(), out)
             self._emit(out)
 
     # -- black -> red --------------------------------------------------------------------------
@@ -260,8 +258,8 @@ class Gateway(Component):
         bufs = self.black_pool.take(min(len(datagrams), self.black_out.space()))
         mem = self.black_mem
         src, udp_sum = self.address, self.udp_checksum
-        lengths = bufs["length"]
         offsets = bufs["offset"].tolist()
+        lengths = []
         filled = 0
         headers = self._headers
         for endpoint, payload in datagrams[:len(bufs)]:
@@ -279,8 +277,9 @@ class Gateway(Component):
                     2, "big")
             mem[off:off + IP_UDP] = header
             mem[off + IP_UDP:off + total] = payload
-            lengths[filled] = total
+            lengths.append(total)
             filled += 1
+        bufs["length"][:filled] = lengths
         if len(datagrams) > len(bufs):
             self._lose("black_full", len(datagrams) - len(bufs))
         self._ship(self.black_out, self.black_pool, bufs, filled)

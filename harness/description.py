@@ -36,7 +36,7 @@ SYSTEM_KEYS = ("name", "description")
 REGION_KEYS = ("size", "buffer_size")
 COMPONENT_KEYS = ("program", "priority", "config", "maps", "restart", "max_restarts", "limits",
                   "devices")
-DEVICE_KEYS = ("kind", "path", "mode", "name", "netns", "address")
+DEVICE_KEYS = ("kind", "path", "mode", "name", "netns", "address", "offload")
 NETWORK_DEVICE_KINDS = ("tap", "tun", "afpacket")   # interfaces: read and written, both ways
 DEVICE_KINDS = ("file", *NETWORK_DEVICE_KINDS)
 DEVICE_MODES = ("r", "w", "rw")
@@ -81,7 +81,10 @@ class DeviceSpec:
     created in network namespace ``netns`` (the current one if empty), its kernel side given
     ``address`` (CIDR) and brought up; frames flow both ways (mode ``rw``). ``tun``: the same
     with a TUN interface, which carries bare IP packets (no Ethernet header, no ARP). A
-    component's ``netns`` config value, when set, overrides its network devices' ``netns``."""
+    component's ``netns`` config value, when set, overrides its network devices' ``netns``.
+    ``offload = true`` (tap only): the TAP carries a virtio-net header before each frame and
+    the kernel exchanges checksum-offloaded TCP segments of up to 64 KiB with it (GSO/GRO;
+    ``drivers.tap:Tap`` handles the header; the regions need ``buffer_size = 65536``)."""
 
     kind: str
     mode: str
@@ -89,6 +92,7 @@ class DeviceSpec:
     name: str = ""
     netns: str = ""
     address: str = ""
+    offload: bool = False
 
 
 @dataclass(frozen=True)
@@ -456,7 +460,11 @@ def _tap_device(ck: _Checker, dev: dict, dkey: str, kind: str) -> DeviceSpec | N
         ck.error(f"{dkey}.address", f"an IPv4 address with prefix (10.77.0.1/24), got "
                                     f"{address!r}")
         good = False
-    return DeviceSpec(kind, "rw", "", name, netns, address) if good else None
+    offload = dev.get("offload", False)
+    if not isinstance(offload, bool) or (offload and kind != "tap"):
+        ck.error(f"{dkey}.offload", f"true or false, and only for a tap device, got {offload!r}")
+        good = False
+    return DeviceSpec(kind, "rw", "", name, netns, address, offload) if good else None
 
 
 def _limits(ck: _Checker, raw, key: str) -> Limits | None:

@@ -8,6 +8,9 @@
   attaches it, gives the kernel side its address with iproute2, brings it up, and passes the
   descriptor back over a socketpair (SCM_RIGHTS); the interface lives as long as the descriptor.
 - ``tun``: the same with ``IFF_TUN``: bare IP packets, no Ethernet header.
+- ``offload = true`` on a tap: ``IFF_VNET_HDR`` with a 10-byte virtio-net header per frame
+  (TUNSETVNETHDRSZ), TUNSETOFFLOAD with checksum and TCP segmentation offload (IPv4, IPv6),
+  and the interface's ``gso_max_size`` lowered so a frame fits a 64 KiB buffer.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUNSETOFFLOAD = 0x400454D0
+TUNSETVNETHDRSZ = 0x400454D8
+TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 = 0x01, 0x02, 0x04
+VNET_HDR_LEN = 10                    # struct virtio_net_hdr (no num_buffers)
+GSO_MAX_SIZE = 65536 - 14 - VNET_HDR_LEN - 512   # an offloaded frame fits a 64 KiB buffer
 CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
 
@@ -41,7 +50,8 @@ def open_device(base: Path, dev) -> int:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     if dev.kind in ("tap", "tun"):
         flags = IFF_TAP if dev.kind == "tap" else IFF_TUN
-        return _in_netns(dev.netns, lambda: _tap_here(dev.name, dev.address, flags),
+        offload = bool(getattr(dev, "offload", False)) and dev.kind == "tap"
+        return _in_netns(dev.netns, lambda: _tap_here(dev.name, dev.address, flags, offload),
                          f"{dev.kind} '{dev.name}'")
     if dev.kind == "afpacket":
         return _in_netns(dev.netns, lambda: _packet_socket_here(dev.name),
@@ -102,10 +112,15 @@ def _packet_socket_here(interface: str) -> int:
     return sock.detach()
 
 
-def _tap_here(name: str, address: str, flags: int) -> int:
+def _tap_here(name: str, address: str, flags: int, offload: bool = False) -> int:
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
-    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), flags | IFF_NO_PI))
+    flags |= IFF_NO_PI | (IFF_VNET_HDR if offload else 0)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), flags))
     commands = [["ip", "link", "set", name, "up"]]
+    if offload:
+        fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
+        fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+        commands.insert(0, ["ip", "link", "set", name, "gso_max_size", str(GSO_MAX_SIZE)])
     if address:
         commands.insert(0, ["ip", "addr", "add", address, "dev", name])
     for cmd in commands:

@@ -47,6 +47,7 @@ class Runtime:
         self._stalled: set[str] = set()
         self._waiter: Waiter | None = None
         self._cpu_start = time.process_time_ns()
+        self._unwatched: set[str] = set()        # devices whose readiness wakes nothing now
         self.control_channel = Channel("control", "control", "supervisor", self)
 
     # -- services used by Component -------------------------------------------------------------
@@ -82,6 +83,17 @@ class Runtime:
         if "error" in reply:
             raise ProtectedCallError(f"'{ch.peer}': {reply['error']}")
         return reply.get("ok")
+
+    def watch_device(self, name: str, watched: bool) -> None:
+        """Wake (or stop waking) the component when device ``name`` is readable."""
+        fd = self.device_fds[name]
+        if watched == (name in self._unwatched):
+            if watched:
+                self._unwatched.discard(name)
+                self._waiter.register(fd, ("device", name))
+            else:
+                self._unwatched.add(name)
+                self._waiter.unregister(fd)
 
     # -- statistics ----------------------------------------------------------------------------
     def snapshot(self) -> dict:

@@ -42,6 +42,8 @@ class Forward(Component):
         for q in self.inputs:
             # copying into a diode frees each buffer at once: take no more than can go back
             room = min(self.out.space(), q.space()) if self.copying else self.out.space()
+            if self.dropped is not None:        # what is dropped must fit down there too
+                room = min(room, self.dropped.space())
             batch = q.receive(room)
             if not len(batch):
                 continue

@@ -133,6 +133,15 @@ class Component:
     def cancel_timer(self, token: object = None) -> None:
         self._runtime.cancel_timer(token)
 
+    def pause_device(self, name: str) -> None:
+        """Stop being woken when network device ``name`` is readable (say, no buffer to read
+        into: a level-triggered descriptor would otherwise wake the component every turn)."""
+        self._runtime.watch_device(name, False)
+
+    def resume_device(self, name: str) -> None:
+        """Be woken again when network device ``name`` is readable."""
+        self._runtime.watch_device(name, True)
+
     def finish(self) -> None:
         """Declare end of input: this component will produce nothing more."""
         self._runtime.finish()

@@ -4,7 +4,9 @@ No sockets, clocks or threads: frames and ``now`` (int ns, monotonic) go in; fra
 and the next deadline come out. The API below is stable (the Stack component and TCP use it)::
 
     iface = Interface(mac, ipv4="10.77.0.2/24", gateway=None, ipv6=True, mtu=1500,
-                      *, error_rate=100.0, error_burst=10, dad=False, strict=False)
+                      *, error_rate=100.0, error_burst=10, dad=False, strict=False, gso=False)
+        # gso=True: the NIC segments TCP (a TAP with offload): TCP datagrams of up to 64 KiB
+        # go out whole, never fragmented; everything else still keeps to the MTU
     iface.start(now)                    # gratuitous ARP, IPv6 link-local (after DAD if dad=True),
                                         # then router solicitations
     iface.receive(frame, now) -> None   # one Ethernet frame in (bytes | memoryview); never raises
@@ -84,6 +86,7 @@ from netstack.wire.ipv6 import (
     Ipv6View,
     walk_extension_headers,
 )
+from netstack.wire.tcp import PROTO_TCP
 from netstack.wire.udp import Udp, UdpView
 
 __all__ = [
@@ -100,7 +103,8 @@ class Interface:
 
     def __init__(self, mac: bytes, ipv4: str | None = "10.77.0.2/24", gateway: str | None = None,
                  ipv6: bool = True, mtu: int = 1500, *, error_rate: float = 100.0,
-                 error_burst: int = 10, dad: bool = False, strict: bool = False) -> None:
+                 error_burst: int = 10, dad: bool = False, strict: bool = False,
+                 gso: bool = False) -> None:
         if len(mac) != 6 or mac[0] & 1:
             raise ValueError("mac must be 6 bytes, unicast")
         if not 68 <= mtu <= 65535:
@@ -125,6 +129,7 @@ class Interface:
         self._ident4 = secrets.randbits(16)
         self._ident6 = secrets.randbits(32)
         self.ttl = 64
+        self.gso = gso                      # the NIC cuts TCP datagrams larger than the MTU
         self.strict = strict                # tests: re-raise internal errors instead of counting
 
     # -- configuration -------------------------------------------------------------------------
@@ -210,6 +215,8 @@ class Interface:
         self.counters[f"tx.ip{dst.version}.datagrams"] += 1
         header = 20 if dst.version == 4 else 40
         mtu = self.mtu if dst.version == 4 else self._mtu6()
+        if self.gso and proto == PROTO_TCP:
+            mtu = 0xFFFF
         if dont_fragment and len(payload) + header > mtu:
             self.counters["tx.drop.too_big"] += 1
             here = self.source_for(dst)
@@ -268,7 +275,8 @@ class Interface:
         if len(payload) + 20 > 0xFFFF:
             self.counters["tx.drop.too_big"] += 1
             return False
-        packets = fragment(header, payload, self.mtu)
+        packets = fragment(header, payload, 0xFFFF if self.gso and proto == PROTO_TCP
+                           else self.mtu)
         if len(packets) > 1:
             self.counters["tx.ipv4.fragments"] += len(packets)
         for packet in packets:
@@ -290,7 +298,7 @@ class Interface:
             if next_hop is None:
                 self.counters["tx.drop.no_route"] += 1
                 return False
-        mtu = self._mtu6()
+        mtu = 0xFFFF + 40 if self.gso and proto == PROTO_TCP else self._mtu6()
         if len(payload) + 40 <= mtu:
             packets = [Ipv6(src, dst, proto, b"", self.ndp.hop_limit).header(len(payload)) + payload]
         else:                       # RFC 8200 section 4.5: source fragmentation

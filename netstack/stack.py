@@ -14,6 +14,8 @@ Config::
     mtu = 1500
     apps = ["udp-echo:7", "http:80", "tcp-echo:9"]      # see netstack.apps
     tcp = { congestion = "cubic", rto_min_ms = 200 }   # optional TcpConfig knobs
+    offload = false               # true: the driver cuts TCP segments (a TAP with offload = true):
+                                  # TCP sends up to 64 KiB per frame (TX buffers of 64 KiB)
 
 The apps are plain asyncio coroutines run by this component's own event loop
 (``netstack.aio.CapnetLoop``): after every notification and timer the component runs the ready
@@ -51,7 +53,7 @@ from netstack.sockets import Host
 from netstack.tcp import TcpConfig
 from netstack.tcp.layer import TcpLayer
 
-CONFIG_KEYS = {"mac", "ipv4", "gateway", "ipv6", "mtu", "apps", "tcp", "tx_backlog"}
+CONFIG_KEYS = {"mac", "ipv4", "gateway", "ipv6", "mtu", "apps", "tcp", "tx_backlog", "offload"}
 TCP_KEYS = {"congestion": str, "nagle": bool, "sack": bool, "timestamps": bool,
             "window_scaling": bool, "send_buffer": int, "recv_buffer": int,
             "rto_min_ms": int, "delayed_ack_ms": int, "syn_cookies": bool}
@@ -59,6 +61,7 @@ MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 TX_BACKLOG = 4096           # frames held while the TX ring or pool is exhausted
 RX_TURN = 256               # frames taken per entry point, so timers and control stay responsive
 TIMER = "net"
+HEADROOM = 14 + 40 + 60      # Ethernet, IPv6 and the largest TCP header, within one TX buffer
 
 
 def _problems(config: dict) -> list[str]:
@@ -113,15 +116,17 @@ def _problems(config: dict) -> list[str]:
                 _tcp_config(config, 1460)
             except (ValueError, TypeError) as exc:
                 out.append(f"tcp: {exc}")
+    if not isinstance(config.get("offload", False), bool):
+        out.append(f"offload: expected true or false, got {config.get('offload')!r}")
     backlog = config.get("tx_backlog", TX_BACKLOG)
     if not isinstance(backlog, int) or not 1 <= backlog <= 1 << 20:
         out.append(f"tx_backlog: expected 1..1048576, got {backlog!r}")
     return out
 
 
-def _tcp_config(config: dict, mss: int) -> TcpConfig:
+def _tcp_config(config: dict, mss: int, segment_offload: int = 0) -> TcpConfig:
     knobs = dict(config.get("tcp", {}))
-    kwargs: dict = {"mss": mss}
+    kwargs: dict = {"mss": mss, "segment_offload": segment_offload}
     if "rto_min_ms" in knobs:
         kwargs["rto_min_ns"] = knobs.pop("rto_min_ms") * 1_000_000
     if "delayed_ack_ms" in knobs:
@@ -170,10 +175,15 @@ class Stack(Component):
         self.backlog: deque[bytes] = deque()
         self.backlog_limit = int(self.config.get("tx_backlog", TX_BACKLOG))
         mtu = int(self.config.get("mtu", 1500))
+        offload = bool(self.config.get("offload", False))
+        if offload and self.buffer_size < 2 * mtu:
+            raise ValueError(f"{self.name}: offload needs TX buffers larger than the MTU "
+                             f"(buffer_size 65536), has {self.buffer_size}")
         self.iface = Interface(_mac(self.config), ipv4=self.config["ipv4"],
                                gateway=self.config.get("gateway"),
-                               ipv6=bool(self.config.get("ipv6", True)), mtu=mtu)
-        self.tcp = TcpLayer(_tcp_config(self.config, tcp_mss(self.config, mtu)),
+                               ipv6=bool(self.config.get("ipv6", True)), mtu=mtu, gso=offload)
+        tso = min(self.buffer_size, 65536) - HEADROOM if offload else 0
+        self.tcp = TcpLayer(_tcp_config(self.config, tcp_mss(self.config, mtu), tso),
                             secret=secrets.token_bytes(32))
         self.host = Host(self.iface, self.tcp, self.now)
         self.loop = CapnetLoop(self.host)
@@ -298,6 +308,10 @@ class Stack(Component):
             self.count("entered", len(frames))   # an endpoint: frames it makes begin here
             self.backlog.extend(frames)
         self._transmit()
+        # wake the driver for TX now, before the end of the entry point flushes the rest (the
+        # RX buffers' release): each wake-up can cost the waker its CPU for a while, and the
+        # frames going out are what the peer is waiting for
+        self.tx.flush()
         deadline = self.now() if self.runner.busy() or self.rx.pending() else \
             self.runner.next_deadline()
         if deadline is not None and deadline != self._timer_at:

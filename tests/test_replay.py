@@ -139,3 +139,22 @@ def test_a_system_without_a_replay_component_is_bad_input(tmp_path):
     proc = capnet("replay", str(EXAMPLE), "--system", str(system))
     assert proc.returncode == 2
     assert "needs exactly one drivers.pcap:Replay component" in proc.stderr
+
+
+def test_filter_keeps_what_tcpdump_matches_and_writes_the_rest_apart(tmp_path):
+    kept, dropped, summary = tmp_path / "kept.pcap", tmp_path / "dropped.pcap", tmp_path / "s.json"
+    expr = "tcp port 443 or (udp and greater 1000)"
+    proc = capnet("replay", str(EXAMPLE), "-t", "--filter", expr, "-w", str(kept),
+                  "--dropped", str(dropped), "--json", str(summary))
+    assert proc.returncode == 0, proc.stderr
+    tool = shutil.which("tcpdump")
+    matched = subprocess.run([tool, "-r", str(EXAMPLE), "-nn", "-S", "-tt", "-xx", expr],
+                             capture_output=True, text=True, check=True).stdout
+    unmatched = subprocess.run([tool, "-r", str(EXAMPLE), "-nn", "-S", "-tt", "-xx",
+                                f"not ({expr})"], capture_output=True, text=True,
+                               check=True).stdout
+    assert _tcpdump(kept) == matched and _tcpdump(dropped) == unmatched
+    s = json.loads(summary.read_text())
+    n_kept = sum(1 for line in matched.splitlines() if line[:1].isdigit())
+    assert s["frames"]["out"] == n_kept and s["frames"]["dropped"] == {"policy": 20000 - n_kept}
+    assert s["balanced"]

@@ -31,6 +31,7 @@ def test_bad_stack_config_is_named_and_nothing_starts(command, tmp_path):
     ({"ipv4": "10.0.0.1/24", "tcp": {"congestion": "vegas"}}, "congestion"),
     ({"ipv4": "10.0.0.1/24", "tcp": {"window": 5}}, "tcp.window: unknown"),
     ({"ipv4": "10.0.0.1/24", "colour": "red"}, "unknown key 'colour'"),
+    ({"ipv4": "10.0.0.1/24", "offload": "yes"}, "offload: expected true or false"),
 ])
 def test_preflight_names_each_problem(config, message):
     problems = Stack.preflight(config, {})

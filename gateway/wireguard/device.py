@@ -3,6 +3,8 @@
 
 - ``send(packet, now)``: a packet from the plaintext side. Cryptokey routing (whitepaper §2):
   the peer is the one whose allowed-IPs hold the destination by longest prefix.
+- ``send_batch(packets, now, out)``: ``send`` for each packet, with the per-packet lookups of
+  the common case (a usable session) hoisted out of the loop (the gateway's fast path).
 - ``receive(datagram, source, now)``: a UDP payload from ``source`` = (host, port). Transport
   data is decrypted, checked against the replay window and the peer's allowed-IPs (§2: "the
   source IP of the decrypted packet must be in the sending peer's allowed IPs"); handshake
@@ -159,6 +161,50 @@ class Device:
             return out
         self._send_to(peer, packet, now, out)
         return out
+
+    def send_batch(self, packets, now: int, out: Output) -> None:
+        """``send`` for each of ``packets`` in turn, with the same outcome and counters: the
+        common case (a usable session, an endpoint) is sealed here with its per-packet lookups
+        hoisted out of the loop; every other packet takes ``send``'s own path."""
+        lookup, datagrams, counters = self.routes.lookup_raw, out.datagrams, self.counters
+        timing = self.timing
+        reject_time, reject_messages = timing.reject_after_time, timing.reject_after_messages
+        rekey_time, rekey_messages = timing.rekey_after_time, timing.rekey_after_messages
+        mtu, pack_nonce, pack_header = self.mtu, _NONCE.pack, _HEADER.pack
+        transport = wm.TRANSPORT_TYPE
+        sent = 0
+        for packet in packets:
+            n = len(packet)
+            if n >= 20 and packet[0] >> 4 == 4:
+                peer = lookup(packet[16:20])
+            elif n >= 40 and packet[0] >> 4 == 6:
+                peer = lookup(packet[24:40])
+            else:
+                self.send(packet, now, out)                 # counted there: not IP
+                continue
+            kp = peer.current if peer is not None else None
+            if kp is None or peer.endpoint is None or now - kp.created >= reject_time or \
+                    kp.send_counter >= reject_messages:
+                self.send(packet, now, out)                 # no route, or needs a handshake
+                continue
+            counter = kp.send_counter
+            kp.send_counter = counter + 1
+            padded = min(-(-n // PADDING) * PADDING, max(mtu, n))
+            if padded > n:
+                packet = bytes(packet) + _ZEROS[:padded - n]
+            datagrams.append((peer.endpoint, pack_header(transport, kp.remote_index, counter)
+                              + kp.sender.encrypt(pack_nonce(counter), packet, None)))
+            sent += 1
+            peer.tx_bytes += n
+            timers = peer.timers
+            timers.data_sent(now)
+            if timers.persistent_interval:
+                timers.authenticated_traversed(now)
+            if kp.initiator and (now - kp.created >= rekey_time
+                                 or kp.send_counter >= rekey_messages):
+                self._initiate(peer, now, out)
+        if sent:
+            counters["sent"] = counters.get("sent", 0) + sent
 
     def _usable(self, kp: Keypair | None, now: int) -> bool:
         return kp is not None and now - kp.created < self.timing.reject_after_time and \

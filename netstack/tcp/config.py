@@ -35,6 +35,8 @@ class TcpConfig:
     syn_cookies: bool = True             # RFC 4987 section 3.6, used only when a backlog is full
     challenge_ack_limit: int = 1000      # RFC 5961 section 7: challenge ACKs per second
     initial_window_segments: int = 10    # RFC 6928
+    segment_offload: int = 0             # >0: new data leaves in segments of up to this many
+    #                                      bytes (whole MSS-sized pieces), cut by the NIC (TSO)
 
     def __post_init__(self) -> None:
         if not 88 <= self.mss <= 65495:
@@ -43,5 +45,8 @@ class TcpConfig:
             raise ValueError(f"TcpConfig.congestion: {self.congestion!r} is not newreno or cubic")
         if self.send_buffer < self.mss or self.recv_buffer < self.mss:
             raise ValueError("TcpConfig: send_buffer and recv_buffer must hold one segment")
+        if not 0 <= self.segment_offload <= 65535 - 100:
+            raise ValueError(f"TcpConfig.segment_offload: {self.segment_offload} is outside "
+                             f"0..{65535 - 100}")
         if self.recv_buffer > (0xFFFF << 14):
             raise ValueError("TcpConfig.recv_buffer: larger than window scaling can announce")

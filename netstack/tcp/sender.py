@@ -2,11 +2,13 @@
 
 A mixin of netstack.tcp.connection.Connection (it uses the TCB's fields). Output obeys the
 peer's window, the congestion window, Nagle (RFC 9293 3.7.4) and sender SWS avoidance
-(3.8.6.2.1), and piggybacks the FIN on the last data. Loss recovery: limited transmit
-(RFC 3042); fast retransmit after three duplicate ACKs (RFC 5681 3.2) or more than two
-segments' worth of SACKed bytes (RFC 6675 IsLost), then only the holes the scoreboard shows,
-paced by the pipe estimate (RFC 6675), or NewReno partial ACKs (RFC 6582) without SACK; a lost
-retransmission of the first hole is sent again after 5/4 RTT (the idea of RACK, RFC 8985).
+(3.8.6.2.1), and piggybacks the FIN on the last data. With ``segment_offload`` new data leaves
+in segments of several MSS that the NIC cuts (TSO); retransmissions stay one MSS. Loss
+recovery: limited transmit (RFC 3042); fast retransmit after three duplicate ACKs (RFC 5681
+3.2) or more than two segments' worth of SACKed bytes (RFC 6675 IsLost), then only the holes
+the scoreboard shows, paced by the pipe estimate (RFC 6675), or NewReno partial ACKs (RFC 6582)
+without SACK; a lost retransmission of the first hole is sent again after 5/4 RTT (the idea of
+RACK, RFC 8985).
 """
 
 from __future__ import annotations
@@ -157,6 +159,7 @@ class Sender:
         if self.state not in SEND_STATES:
             return
         mss = self._segment_size()
+        chunk = max(mss, self.cfg.segment_offload // mss * mss)    # TSO: several MSS at once
         while True:
             if self.in_recovery:
                 budget = self.cc.cwnd - self._pipe()
@@ -175,7 +178,12 @@ class Sender:
             if avail < 0:
                 break                                    # our FIN is already out
             room = seq_sub(seq_add(self.snd_una, self.snd_wnd), self.snd_nxt)
-            n = min(mss, avail, room, max(budget, 0))
+            # TSO only for new data (what an RTO sends again goes one MSS at a time), in whole
+            # MSS pieces unless it is the last of the data
+            limit = chunk if seq_ge(self.snd_nxt, self.snd_max) else mss
+            n = min(limit, avail, room, max(budget, 0))
+            if n > mss and n < avail:
+                n -= n % mss
             if n <= 0:
                 if avail == 0 and self.fin_queued and self.fin_seq in (None, data_end):
                     self._send_fin_at(data_end, now)

@@ -10,16 +10,37 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
 
+import numpy as np
+
 __all__ = [
     "ones_sum", "internet_checksum", "pseudo_header", "transport_checksum", "transport_valid",
 ]
 
 
+NUMPY_FROM = 3072
+
+
+def _wide_sum(data, head: int) -> int:
+    """The one's complement sum (mod 0xFFFF) of ``data[:head]`` as big-endian 16-bit words."""
+    total = int(np.frombuffer(data, dtype="<u4", count=head // 4).sum(dtype=np.uint64))
+    total = (total & 0xFFFFFFFF) + (total >> 32)
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return (total & 0xFF) << 8 | total >> 8           # little-endian sum -> big-endian
+
+
 def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
     """The 16-bit one's complement sum of ``data`` (padded with a zero byte if odd) + initial."""
-    value = int.from_bytes(data, "big")
-    if len(data) & 1:
-        value <<= 8
+    n = len(data)
+    if n >= NUMPY_FROM:
+        head = n & ~7
+        tail = data[head:]
+        value = _wide_sum(data, head) + (int.from_bytes(tail, "big") << (8 if n & 1 else 0))
+    else:
+        value = int.from_bytes(data, "big")
+        if n & 1:
+            value <<= 8
     value += initial
     if value == 0:
         return 0

@@ -1,0 +1,79 @@
+"""``Device.send_batch`` (the gateway's fast path) against ``Device.send`` one packet at a time:
+the same datagrams (endpoint, message type, length), the same counters, the same rekeying,
+and ciphertext the peer opens to the very packets sent."""
+
+from __future__ import annotations
+
+from gateway.wireguard import Output
+from gateway.wireguard import messages as wm
+from gateway.wireguard.timers import SECOND, Timing
+from tests.test_wireguard_core import A_EP, B_EP, handshake, ip_packet, make_pair
+
+
+def _shape(out: Output) -> list:
+    return [(ep, wm.message_type(d), len(d)) for ep, d in out.datagrams]
+
+
+def _run_both(timing, rounds):
+    """Feed the same packets to two fresh pairs: one by ``send``, one by ``send_batch``."""
+    results = []
+    for batched in (False, True):
+        a, b = make_pair(timing=timing)
+        shapes, opened = [], []
+        steps = rounds(a, b)
+        out = None
+        while True:
+            try:
+                now, packets = steps.send(out)
+            except StopIteration:
+                break
+            out = Output()
+            if batched:
+                a.send_batch(packets, now, out)
+            else:
+                for p in packets:
+                    a.send(p, now, out)
+            shapes.append(_shape(out))
+            for _, d in out.datagrams:
+                if wm.message_type(d) == wm.TRANSPORT_TYPE:
+                    opened += b.receive(d, A_EP, now).packets
+        results.append((shapes, opened, dict(a.counters)))
+    return results
+
+
+def test_batch_equals_one_by_one_before_and_after_the_handshake():
+    sizes = [0, 1, 15, 16, 17, 100, 1379, 1380, 1392]
+    data = [ip_packet("10.0.0.1", "10.0.0.2", bytes([n % 251]) * n) for n in sizes]
+    other = ip_packet("10.0.0.1", "10.9.3.4", b"to the /16")
+    odd = [b"", b"\x45" * 10, b"\x60" * 30, ip_packet("10.0.0.1", "192.0.2.9")]  # not IP, no route
+
+    def rounds(a, b):
+        out = yield SECOND, odd + data[:2]             # no session yet: staged, one initiation
+        (_, init), = out.datagrams
+        yield 2 * SECOND, [data[2]]
+        (_, resp), = b.receive(init, A_EP, 2 * SECOND).datagrams
+        for _, d in a.receive(resp, B_EP, 2 * SECOND).datagrams:    # the staged packets
+            b.receive(d, A_EP, 2 * SECOND)
+        yield 3 * SECOND, data + [other] + odd
+
+    (shapes1, opened1, counters1), (shapes2, opened2, counters2) = _run_both(None, rounds)
+    assert shapes1 == shapes2 and counters1 == counters2
+    assert opened2 == opened1 == data + [other]
+    assert counters2["dropped.not_ip"] == 6 and counters2["dropped.no_route"] == 2
+    assert counters2["staged"] == 3 and counters2["initiation_sent"] >= 1
+
+
+def test_batch_rekeys_after_messages_and_stages_when_the_key_is_spent():
+    timing = Timing(rekey_after_messages=5, reject_after_messages=8)
+    packets = [ip_packet("10.0.0.1", "10.0.0.2", bytes([i]) * 40) for i in range(12)]
+
+    def rounds(a, b):
+        handshake(a, b, SECOND)
+        yield 20 * SECOND, packets                     # initiations are rate-limited
+
+    (shapes1, opened1, counters1), (shapes2, opened2, counters2) = _run_both(timing, rounds)
+    assert shapes1 == shapes2 and counters1 == counters2 and opened1 == opened2
+    kinds = [kind for _, kind, _ in shapes2[0]]
+    assert wm.INITIATION_TYPE in kinds                  # rekey after 5 messages
+    assert counters2["staged"] > 0                      # after 8, the key is rejected
+    assert opened2 == packets[:len(opened2)] and B_EP == shapes2[0][0][0]
