@@ -13,6 +13,7 @@ import mmap
 
 import numpy as np
 
+from shmring.fence import full_fence
 from shmring.ledger import BufferLedger
 from shmring.notify import signal
 from shmring.region import Region
@@ -136,7 +137,10 @@ class QueueEnd:
         if not (self._dirty or force):
             return False
         self._dirty = False
-        if self.notify_fd is None or not self._out.signal_requested():
+        if self.notify_fd is None:
+            return False
+        full_fence()        # the tail we wrote is visible before the request is read
+        if not self._out.signal_requested():
             return False
         self._out.clear_signal_request()
         signal(self.notify_fd)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from shmring.descriptor import DESC_DTYPE
+from shmring.fence import full_fence
 
 M64 = (1 << 64) - 1
 LINE = 64
@@ -216,6 +217,7 @@ class RingConsumer(_RingEnd):
     def request_signal(self) -> int:
         """Ask to be woken, then re-check: a non-zero answer means do not sleep."""
         self._flag[_SIGNAL] = 1
+        full_fence()        # the request is visible before the tail is read
         return self.available()
 
     def cancel_signal(self) -> None:
