@@ -53,12 +53,15 @@ def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) ->
     return ~ones_sum(data, initial) & 0xFFFF
 
 
-def pseudo_header(src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address,
+def pseudo_header(src: IPv4Address | IPv6Address | bytes, dst: IPv4Address | IPv6Address | bytes,
                   proto: int, length: int) -> bytes:
-    """The pseudo-header: RFC 768 / RFC 9293 section 3.1 (IPv4), RFC 8200 section 8.1 (IPv6)."""
-    if src.version == 4:
-        return src.packed + dst.packed + bytes((0, proto)) + length.to_bytes(2, "big")
-    return src.packed + dst.packed + length.to_bytes(4, "big") + bytes((0, 0, 0, proto))
+    """The pseudo-header: RFC 768 / RFC 9293 section 3.1 (IPv4), RFC 8200 section 8.1 (IPv6).
+    Addresses as ``ipaddress`` objects or packed (4 or 16 bytes)."""
+    if not isinstance(src, bytes | bytearray | memoryview):
+        src, dst = src.packed, dst.packed
+    if len(src) == 4:
+        return bytes(src) + bytes(dst) + bytes((0, proto)) + length.to_bytes(2, "big")
+    return bytes(src) + bytes(dst) + length.to_bytes(4, "big") + bytes((0, 0, 0, proto))
 
 
 def transport_checksum(src, dst, proto: int, segment: bytes | bytearray | memoryview) -> int:

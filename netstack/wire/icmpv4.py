@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from netstack.wire import WireError
 from netstack.wire.checksum import internet_checksum
+from netstack.wire.icmpview import IcmpHeaderView
 
 ECHO_REPLY = 0
 DEST_UNREACHABLE = 3
@@ -24,51 +25,17 @@ NET_UNREACHABLE, HOST_UNREACHABLE, PROTOCOL_UNREACHABLE, PORT_UNREACHABLE = 0, 1
 FRAGMENTATION_NEEDED = 4
 # time exceeded codes
 TTL_EXCEEDED, REASSEMBLY_EXCEEDED = 0, 1
-HEADER_LEN = 8
 
 
-class Icmpv4View:
+class Icmpv4View(IcmpHeaderView):
     """Read an ICMP message in place."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf) -> None:
-        buf = memoryview(buf)
-        if len(buf) < HEADER_LEN:
-            raise WireError("icmp: truncated")
-        self.buf = buf
-
-    @property
-    def type(self) -> int:
-        return self.buf[0]
-
-    @property
-    def code(self) -> int:
-        return self.buf[1]
-
-    @property
-    def checksum(self) -> int:
-        return self.buf[2] << 8 | self.buf[3]
-
-    @property
-    def ident(self) -> int:
-        return self.buf[4] << 8 | self.buf[5]
-
-    @property
-    def seq(self) -> int:
-        return self.buf[6] << 8 | self.buf[7]
+    __slots__ = ()
+    PROTOCOL = "icmp"
 
     @property
     def next_hop_mtu(self) -> int:
         return self.buf[6] << 8 | self.buf[7]
-
-    @property
-    def rest(self) -> bytes:
-        return bytes(self.buf[4:8])
-
-    @property
-    def body(self) -> memoryview:
-        return self.buf[HEADER_LEN:]
 
     def checksum_valid(self) -> bool:
         return internet_checksum(self.buf) == 0

@@ -15,6 +15,7 @@ from ipaddress import IPv6Address
 
 from netstack.wire import WireError
 from netstack.wire.checksum import transport_checksum
+from netstack.wire.icmpview import IcmpHeaderView
 
 PROTO_ICMPV6 = 58
 DEST_UNREACHABLE = 1
@@ -32,47 +33,13 @@ OPT_SOURCE_LLADDR = 1
 OPT_TARGET_LLADDR = 2
 OPT_PREFIX_INFO = 3
 OPT_MTU = 5
-HEADER_LEN = 8
 
 
-class Icmpv6View:
+class Icmpv6View(IcmpHeaderView):
     """Read an ICMPv6 message in place."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf) -> None:
-        buf = memoryview(buf)
-        if len(buf) < HEADER_LEN:
-            raise WireError("icmpv6: truncated")
-        self.buf = buf
-
-    @property
-    def type(self) -> int:
-        return self.buf[0]
-
-    @property
-    def code(self) -> int:
-        return self.buf[1]
-
-    @property
-    def checksum(self) -> int:
-        return self.buf[2] << 8 | self.buf[3]
-
-    @property
-    def rest(self) -> bytes:
-        return bytes(self.buf[4:8])
-
-    @property
-    def ident(self) -> int:
-        return self.buf[4] << 8 | self.buf[5]
-
-    @property
-    def seq(self) -> int:
-        return self.buf[6] << 8 | self.buf[7]
-
-    @property
-    def body(self) -> memoryview:
-        return self.buf[HEADER_LEN:]
+    __slots__ = ()
+    PROTOCOL = "icmpv6"
 
     def checksum_valid(self, src: IPv6Address, dst: IPv6Address) -> bool:
         return transport_checksum(src, dst, PROTO_ICMPV6, self.buf) == 0
