@@ -348,12 +348,16 @@ def test_operator_lists_connections(system):
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         local = json.loads(holder.stdout.readline())["local"]
-        reply = request(system.control, {"op": "call", "component": "stack",
-                                         "msg": {"op": "connections"}})
+        remote = f"{local[0]}:{local[1]}"
+
+        def listed() -> dict | None:      # the kernel's connect() may return before our
+            reply = request(system.control, {"op": "call", "component": "stack",  # ACK is in
+                                             "msg": {"op": "connections"}})
+            found = {c["remote"]: c for c in reply["ok"]}.get(remote)
+            return found if found and found["state"] == "ESTABLISHED" else None
+        held = wait_for(listed, timeout=10, what="the connection to be listed established")
     finally:
         holder.communicate("", timeout=10)
-    listed = {c["remote"]: c for c in reply["ok"]}
-    held = listed[f"{local[0]}:{local[1]}"]
     assert held["state"] == "ESTABLISHED" and held["local"] == f"{US}:9"
     assert held["cwnd"] > 0
     bad = request(system.control, {"op": "call", "component": "stack", "msg": {"op": "x"}})
