@@ -24,6 +24,7 @@ from rich.table import Table
 
 from drivers.capture import CaptureFormatError, scan_file
 from drivers.hdrhist import Histogram
+from harness.control import ControlError
 from harness.description import DescriptionError, load
 from harness.preflight import preflight
 from harness.supervisor import Supervisor
@@ -385,7 +386,12 @@ def _run(system, args, expected: int, err: Console) -> dict:
     supervisor = Supervisor(system, emit=lambda line: print(line, file=sys.stderr, flush=True),
                             control_path=args.control)
     with supervisor.stopping_on_signals():
-        supervisor.start()
+        try:
+            supervisor.start()
+        except ControlError as exc:
+            supervisor.kill_all()
+            supervisor.shutdown()
+            raise BadInput(str(exc)) from None
         if err.is_terminal and expected > 200_000:
             with Progress(console=err, transient=True) as progress:
                 task = progress.add_task("replaying", total=expected)

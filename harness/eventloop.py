@@ -24,7 +24,8 @@ from shmring.descriptor import descriptors
 from shmring.notify import Waiter, drain, signal
 
 SPIN_NS = 50_000
-SETTLE_NS = 200_000     # how soon to retry releasing buffers the free ring had no room for
+SETTLE_NS = 200_000
+LOOK_EVERY_NS = 1_000_000   # while busy, how often to look at the control socket, calls, devices     # how soon to retry releasing buffers the free ring had no room for
 
 
 class Runtime:
@@ -123,33 +124,48 @@ class Runtime:
         if not self._entry(self.component.init):
             return 1
         self._cpu_start = time.process_time_ns()
+        looked = time.monotonic_ns()
         while not self._stopping:
             self._fire_timers()
             if self._stopping:
                 break
-            if self._offer_queues():
+            if time.monotonic_ns() - looked >= LOOK_EVERY_NS:
+                # a steady stream (or a spin that always finds work) must not starve the
+                # control socket, protected calls and devices: look at them now and then
+                looked = time.monotonic_ns()
+                if not self._dispatch_all(waiter.ready()):
+                    return 1
                 continue
-            if self._arm_all():
+            if self._offer_queues() or self._arm_all():
                 continue
             timeout = self._timeout_ns()
             if self._settle():      # released buffers wait for room: look again soon
                 timeout = SETTLE_NS if timeout is None else min(timeout, SETTLE_NS)
             keys = waiter.wait(timeout, SPIN_NS, poll=self._any_pending)
             self._stalled.clear()       # news, or a bounded sleep ended: offer everything again
-            for kind, name in keys:
-                if self._stopping:      # the final counters are taken: run nothing more
-                    break
-                if not self._dispatch(kind, name):
-                    return 1
+            if keys:
+                looked = time.monotonic_ns()
+            if not self._dispatch_all(keys):
+                return 1
         return 0
+
+    def _dispatch_all(self, keys: list) -> bool:
+        for kind, name in keys:
+            if self._stopping:          # the final counters are taken: run nothing more
+                break
+            if not self._dispatch(kind, name):
+                return False
+        return True
 
     def _incoming(self):
         return self.queues.values()
 
-    def _offer_queues(self) -> bool:
+    def _offer_queues(self, frames_only: bool = False) -> bool:
+        """Hand the component what waits on its incoming rings (with ``frames_only``, filled
+        buffers only: returned empties would let an origin go on producing)."""
         worked = False
         for q in self._incoming():
-            if q.name in self._stalled:
+            if q.name in self._stalled or (frames_only and q.role != "consumer"):
                 continue
             if not q.pending():
                 continue
@@ -274,7 +290,7 @@ class Runtime:
             # the supervisor: its consumer's head is private), then stop
             for _ in range(1000):
                 self._stalled.clear()
-                if not self._offer_queues() or self._stalled:
+                if not self._offer_queues(frames_only=True) or self._stalled:
                     break
             ok = self._entry(self.component.stop)
             self._settle()

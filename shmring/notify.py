@@ -106,6 +106,10 @@ class Waiter:
             events = self._epoll.poll(MAX_BLOCK_NS / 1e9)
         return [self._keys[fd] for fd, _ in events if fd in self._keys]
 
+    def ready(self) -> list:
+        """Keys of the fds ready now, without waiting."""
+        return [self._keys[fd] for fd, _ in self._epoll.poll(0) if fd in self._keys]
+
     def _timerfd(self) -> _TimerFd:
         if self._timer is None:
             self._timer = _TimerFd()

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.capnet_run import ROOT, capnet
+from tests.capnet_run import ROOT, capnet, start, wait_for
 
 EXAMPLE = ROOT / "examples" / "imix.pcap"
 
@@ -158,3 +158,25 @@ def test_filter_keeps_what_tcpdump_matches_and_writes_the_rest_apart(tmp_path):
     n_kept = sum(1 for line in matched.splitlines() if line[:1].isdigit())
     assert s["frames"]["out"] == n_kept and s["frames"]["dropped"] == {"policy": 20000 - n_kept}
     assert s["balanced"]
+
+
+def test_capnet_stop_ends_a_paced_replay_at_once_with_every_frame_counted(tmp_path):
+    control, summary = tmp_path / "ctl" / "replay.sock", tmp_path / "s.json"
+    proc = start("replay", str(EXAMPLE), "--pps", "5000", "--loop", "10",   # 40 s of replay
+                 "--control", str(control), "--json", str(summary))
+    try:
+        wait_for(control.exists, what="the replay's control socket")
+        wait_for(lambda: capnet("stats", "--control", str(control), "--json").stdout.count(
+            '"in"') and json.loads(capnet("stats", "--control", str(control), "--json").stdout)
+            ["components"]["capture"]["stats"]["counters"].get("in", 0) > 1000,
+            what="frames through the pipeline")
+        assert capnet("stop", "--control", str(control)).returncode == 0
+        proc.communicate(timeout=20)           # well before the replay's own end
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    s = json.loads(summary.read_text())
+    assert s["stop_reason"] == "stopped through the control socket"
+    assert 1000 < s["frames"]["in"] < 100000 and s["balanced"]
+    assert s["frames"]["in"] == s["frames"]["out"]
