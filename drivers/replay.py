@@ -111,7 +111,7 @@ def describe(capture: Path, out: Path | None, dropped: Path | None, linktype: in
     """The standard pipeline's system description for this replay: replay → stage → capture,
     and what the stage drops → a second capture when ``dropped`` is given."""
     buffer_size = max(2048, 1 << (max(max_caplen, 1) - 1).bit_length())
-    buffers = 4096
+    buffers = 8192                    # rings of 4096: large batches keep per-frame costs low
     if args.preload and frames * buffer_size <= RESIDENT_LIMIT:
         buffers = max(buffers, frames + 2048)      # every frame resident, and room to spare
     extra = ", preload = true" if args.preload else ""
@@ -148,7 +148,7 @@ name = "ingress"
 producer = "replay"
 consumer = "stage"
 data = "frames"
-capacity = 1024
+capacity = 4096
 """
     for name, queue, path in captures:
         output = f"{_file(path, 'w')}, " if path else ""
@@ -166,7 +166,7 @@ name = "{queue}"
 producer = "stage"
 consumer = "{name}"
 data = "frames"
-capacity = 1024
+capacity = 4096
 """
     return text
 

@@ -179,25 +179,10 @@ class Runtime:
     def _arm_all(self) -> bool:
         ready = False
         for q in self._incoming():
-            if not self._wake_for(q):
-                q.disarm()
-                continue
             if q.arm() and q.name not in self._stalled:
                 q.disarm()
                 ready = True
         return ready
-
-    def _wake_for(self, q) -> bool:
-        """Whether news on ``q`` should wake this component from sleep. Filled buffers always
-        do. Empty buffers coming home to the component that originates them do only when its
-        pool runs low (sDDF's drivers ask for the free ring's signal the same way): a TX
-        buffer returned does not cost a wake-up each time. (Returns are still taken in
-        whenever the component runs, and a forwarder's returns, which belong upstream, always
-        wake it.)"""
-        if q.role != "producer":
-            return True
-        pool = self.component.pools.get(q.data.name)
-        return pool is None or len(pool) < min(q.capacity, pool.ledger.nbuf // 2)
 
     def _settle(self) -> int:
         waiting = sum(q.settle() for q in self.queues.values() if q.role == "consumer")
