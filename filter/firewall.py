@@ -5,11 +5,13 @@ Config:
   ``file`` devices (mode ``r``): the harness opens it and grants the descriptor, and the
   firewall reads it at init; or ``filter = "EXPR"``: a pcap-filter expression (frames it
   matches are accepted, the rest dropped). Exactly one of the two.
-- ``linktype`` (default 1, Ethernet), ``routes = { IN = "OUT", ... }`` (which output queue each
+- ``linktype`` (default 1, Ethernet; 101/228/229 raw IP, 113/276 Linux cooked, 0/108 BSD
+  loopback), ``routes = { IN = "OUT", ... }`` (which output queue each
   input queue feeds; default: the one output that is not a reject queue), ``reject = "QUEUE"``
   or ``{ IN = "QUEUE" }`` (where replies to frames rejected from an input go; optional: with
   none, rejected frames are dropped and counted ``reject_unsent``), ``masquerade_address``
-  (the address ``masquerade`` uses), ``ct_max_entries`` (65536), ``ct_per_source`` (0: none),
+  (the IPv4 address ``masquerade`` uses), ``masquerade_address6`` (``masquerade ip6``'s),
+  ``ct_max_entries`` (65536), ``ct_per_source`` (0: none),
   ``dropped = "QUEUE"`` (what is dropped or rejected goes down that output, zero-copy, e.g. to a
   capture of dropped frames — still counted as dropped here; one input only).
 
@@ -106,9 +108,8 @@ class Firewall(Component):
             return [str(exc)]
         if uses_connections(ruleset) and Connections is None:
             return [f"{rules}: ct state and NAT are unavailable: {CONN_MISSING}"]
-        if _uses_masquerade(ruleset) and not config.get("masquerade_address"):
-            return [f"{rules}: masquerade needs the config key masquerade_address"]
-        return []
+        problem = _masquerade_problem(ruleset, config)
+        return [f"{rules}: {problem}"] if problem else []
 
     # -- set-up ---------------------------------------------------------------------------------
     def init(self) -> None:
@@ -184,11 +185,14 @@ class Firewall(Component):
         stateful = uses_connections(ruleset)
         if stateful and Connections is None:
             raise RuleError(f"ct state and NAT are unavailable: {CONN_MISSING}")
+        problem = _masquerade_problem(ruleset, self.config)
+        if problem:
+            raise RuleError(problem)
         if stateful and self.connections is None:
             self.connections = Connections(
                 self.linktype, int(self.config.get("ct_max_entries", 65536)),
                 int(self.config.get("ct_per_source", 0)),
-                self.config.get("masquerade_address"))
+                self.config.get("masquerade_address"), self.config.get("masquerade_address6"))
         classifier = compile_ruleset(ruleset, self.linktype, Limits())
         self.ruleset, self.classifier, self.stateful = ruleset, classifier, stateful
 
@@ -406,9 +410,26 @@ def _show(key: str, value) -> str:
     return str(value)
 
 
-def _uses_masquerade(ruleset) -> bool:
-    return any(getattr(s, "kind", "") == "masquerade" for c in ruleset.chains.values()
-               for r in c.rules for s in r.statements)
+def _masquerade_problem(ruleset, config) -> str:
+    """Why the config cannot serve the rule set's ``masquerade`` statements ("" if it can):
+    ``masquerade [ip]`` needs ``masquerade_address`` (IPv4), ``masquerade ip6`` needs
+    ``masquerade_address6`` (IPv6)."""
+    for c in ruleset.chains.values():
+        for r in c.rules:
+            for s in r.statements:
+                if getattr(s, "kind", "") != "masquerade" or s.address is not None:
+                    continue
+                key = "masquerade_address" if s.family == 4 else "masquerade_address6"
+                value = config.get(key)
+                if not value:
+                    return f"line {r.line}: masquerade needs the config key {key}"
+                try:
+                    ok = ipaddress.ip_address(str(value)).version == s.family
+                except ValueError:
+                    ok = False
+                if not ok:
+                    return f"config {key} = {value!r} is not an IPv{s.family} address"
+    return ""
 
 
 def _check_expression(expression: str, linktype: int) -> list[str]:

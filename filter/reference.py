@@ -18,6 +18,9 @@ from filter.rules.pcap import compile_expression
 from filter.rules.values import complement, contains
 
 RAW_LINKTYPES = (12, 14, 101, 228, 229)
+LOOPBACK_LINKTYPES = (0, 108)
+SLL_LINKTYPES = {113: (14, 16), 276: (0, 20)}    # Linux cooked v1/v2: (type at, IP header at)
+VLAN_TAGS = (0x8100, 0x88A8)
 IP6_EXTENSIONS = (0, 43, 44, 60)
 
 
@@ -25,21 +28,15 @@ def packet_fields(frame: bytes, linktype: int = 1, iif: str = "") -> dict:
     """The rule fields of ``frame`` (see ``filter.rules.fields``); absent ones are missing."""
     f: dict = {"meta.length": len(frame), "iif": iif, "meta.mark": 0}
     n = len(frame)
-    if linktype in RAW_LINKTYPES:
-        l3 = 0
-        if n >= 1 and frame[0] >> 4 in (4, 6):
-            f["ether.type"] = 0x0800 if frame[0] >> 4 == 4 else 0x86DD
-    elif linktype == 1:
-        l3 = 14
-        if n >= 14:
-            f["ether.type"] = struct.unpack_from("!H", frame, 12)[0]
-    else:
+    l3 = _link_fields(frame, linktype, f)
+    if l3 is None:
         return f
-    etype = f.get("ether.type")
+    etype = f.get("meta.protocol")
     l4 = proto = None
     if etype == 0x0800 and n >= l3 + 20 and frame[l3] >> 4 == 4:
         ihl = (frame[l3] & 15) * 4
         if ihl >= 20 and n >= l3 + ihl:
+            f["meta.nfproto"] = 2
             f["ip.ttl"], proto = frame[l3 + 8], frame[l3 + 9]
             f["ip.protocol"] = f["meta.l4proto"] = proto
             f["ip.saddr"], f["ip.daddr"] = struct.unpack_from("!II", frame, l3 + 12)
@@ -47,6 +44,7 @@ def packet_fields(frame: bytes, linktype: int = 1, iif: str = "") -> dict:
                 l4 = l3 + ihl
     elif etype == 0x86DD and n >= l3 + 40 and frame[l3] >> 4 == 6:
         nxt = frame[l3 + 6]
+        f["meta.nfproto"] = 10
         f["ip6.nexthdr"], f["ip6.hoplimit"] = nxt, frame[l3 + 7]
         f["ip6.saddr"] = int.from_bytes(frame[l3 + 8:l3 + 24], "big")
         f["ip6.daddr"] = int.from_bytes(frame[l3 + 24:l3 + 40], "big")
@@ -75,6 +73,47 @@ def packet_fields(frame: bytes, linktype: int = 1, iif: str = "") -> dict:
             name = "icmp" if proto == 1 else "icmpv6"
             f[name + ".type"], f[name + ".code"] = frame[l4], frame[l4 + 1]
     return f
+
+
+def _link_fields(frame: bytes, linktype: int, f: dict) -> int | None:
+    """Fill the link-layer fields of ``f``; where the IP header starts (None: no IP layer)."""
+    n = len(frame)
+    if linktype in RAW_LINKTYPES or linktype in LOOPBACK_LINKTYPES:
+        l3 = 0 if linktype in RAW_LINKTYPES else 4
+        etype = None
+        if linktype in LOOPBACK_LINKTYPES:
+            if n >= 4:
+                family = int.from_bytes(frame[:4], "little" if linktype == 0 else "big")
+                etype = {2: 0x0800, 24: 0x86DD, 28: 0x86DD, 30: 0x86DD}.get(family)
+        elif linktype in (228, 229):
+            etype = (0x0800 if linktype == 228 else 0x86DD) if n >= 1 else None
+        elif n >= 1 and frame[0] >> 4 in (4, 6):
+            etype = 0x0800 if frame[0] >> 4 == 4 else 0x86DD
+        if etype is not None:
+            f["ether.type"] = f["meta.protocol"] = etype
+        return l3
+    if linktype in SLL_LINKTYPES:
+        where, l3 = SLL_LINKTYPES[linktype]
+        if n >= l3:
+            f["ether.type"] = f["meta.protocol"] = struct.unpack_from("!H", frame, where)[0]
+        return l3
+    if linktype != 1:
+        return None
+    if n < 14:
+        return 14
+    etype = f["ether.type"] = struct.unpack_from("!H", frame, 12)[0]
+    l3 = 14
+    for depth in range(2):                 # IEEE 802.1Q tags: TPID, TCI, next type
+        if etype not in VLAN_TAGS:
+            break
+        if n < l3 + 4:
+            return l3
+        tci, etype = struct.unpack_from("!HH", frame, l3)
+        if depth == 0:
+            f["vlan.id"], f["vlan.pcp"], f["vlan.type"] = tci & 0x0FFF, tci >> 13, etype
+        l3 += 4
+    f["meta.protocol"] = etype
+    return l3
 
 
 def limit_id(rule: ast.Rule, limit: ast.Limit) -> tuple[int, int]:
@@ -143,7 +182,7 @@ class Reference:
                 elif isinstance(st, ast.MarkSet):
                     pkt["meta.mark"] = d.mark = st.value
                 elif isinstance(st, ast.Nat):
-                    d.nat.append((rule.line, st))
+                    d.nat.append((rule.line, st.resolve(tuple(pkt.get(k) for k in st.key))))
             if verdict is None or verdict.kind == "continue":
                 continue
             if verdict.kind in ("accept", "drop", "reject"):

@@ -4,17 +4,19 @@ and against brute-force first match on rule sets of thousands of rules."""
 from __future__ import annotations
 
 import random
+import re
 import struct
 from pathlib import Path
 
 import dpkt
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from filter.classify import VERDICTS, Classifier, Limits, compile_rules
+from filter.classify import VERDICTS, Classifier, Limits, compile_rules, compile_ruleset
 from filter.reference import Reference, packet_fields
-from filter.rules import parse
+from filter.rules import RuleError, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 IMIX = [bytes(b) for _, b in dpkt.pcap.Reader(open(ROOT / "examples" / "imix.pcap", "rb"))]
@@ -50,11 +52,22 @@ def _crafted() -> list[bytes]:
         v4(6, tcp, ihl=7), v4(17, udp, frag=0x2001), v4(17, udp, frag=0x0004),
         v4(1, b"\x08\x00\x00\x00\x00\x01\x00\x01", ttl=3), v4(1, b"\x03"), v4(6, tcp[:10]),
         eth + b"\x81\x00\x00\x05\x08\x00" + v4(6, tcp)[14:],         # VLAN tagged
+        eth + b"\x88\xa8\xa0\x64\x81\x00\x00\x07\x86\xdd" + v6(17, udp)[14:],  # QinQ
+        eth + b"\x81\x00\x20\x0a\x86\xdd" + v6(58, b"\x80\x00\x00\x00")[14:],
+        eth + b"\x81\x00\x00\x05\x81\x00\x00\x06\x81\x00\x00\x07\x08\x00" + v4(17, udp)[14:],
+        eth + b"\x81\x00\x00",                                     # tag cut short
+        eth + b"\x81\x00\xe0\x09\x88\xa8\x00\x02\x08\x00" + v4(6, tcp)[14:],   # 8100, 88a8
+        eth + b"\x81\x00\x00\x05\x81\x00\x00",                     # second tag cut short
         eth + b"\x08\x06" + bytes(28), eth + b"\x08", b"\x00" * 5, b"",
     ]
 
 
 CRAFTED = _crafted()
+
+
+def _tagged(tags: bytes) -> bytes:
+    """The crafted frame whose tags (from byte 12) start with ``tags``."""
+    return next(f for f in CRAFTED if f[12:12 + len(tags)] == tags and len(f) > 30)
 
 ADDRS4 = ["192.0.2.0/24", "203.0.113.0/24", "198.51.100.0/24", "192.0.2.35", "203.0.113.175",
           "0.0.0.0/0", "203.0.113.128/25", "192.0.0.0/8", "203.0.113.192"]
@@ -65,7 +78,7 @@ PORTS = ["443", "5001", "53", "50000", "1024-65535", "5000-5300", "0-1023", "900
 def _match(draw) -> str:
     kind = draw(st.sampled_from(["saddr", "daddr", "saddr6", "daddr6", "port", "ports", "proto",
                                  "icmp", "flags", "ttl", "len", "iif", "ether", "concat",
-                                 "pcap", "mark", "ct"]))
+                                 "pcap", "mark", "ct", "nfproto", "vlan", "vlan", "protocol"]))
     neg = draw(st.sampled_from(["", "", "!= "]))
     if kind in ("saddr", "daddr"):
         return f"ip {kind} {neg}{draw(st.sampled_from(ADDRS4))}"
@@ -103,7 +116,23 @@ def _match(draw) -> str:
                                                 "net 203.0.113.0/24"])) + '"'
     if kind == "mark":
         return f"meta mark {neg}{draw(st.sampled_from(['0', '1', '2']))}"
+    if kind == "vlan":
+        return draw(st.sampled_from([f"vlan id {neg}5", f"vlan id {neg}{{ 7, 10-100 }}",
+                                     f"vlan pcp {neg}5", "vlan type ip6", "vlan id < 8",
+                                     "vlan type != ip"]))
+    if kind == "protocol":
+        return f"meta protocol {neg}{draw(st.sampled_from(['ip', 'ip6', 'arp', 'vlan']))}"
+    if kind == "nfproto":
+        return f"meta nfproto {neg}{draw(st.sampled_from(['ipv4', 'ipv6']))}"
     return f"ct state {draw(st.sampled_from(['new', 'established', 'new,invalid']))}"
+
+
+NATS = ["snat to 198.51.100.1", "snat to [2001:db8::9]:1024-2000", "dnat ip6 to 2001:db8::80",
+        "dnat to 192.0.2.1-192.0.2.9:8080", "masquerade", "masquerade ip6",
+        "dnat to th dport map { 443 : 192.0.2.1, 5000-5300 : 192.0.2.2:80, 53 : 192.0.2.3 }",
+        "snat ip6 to ip6 saddr map { 2001:db8::1 : [2001:db8::9]:1-2, ::/0 : 2001:db8::8 }",
+        "dnat to ip saddr . th dport map { 192.0.2.0/24 . 5001 : 10.0.0.1, "
+        "0.0.0.0/0 . 0-1023 : 10.0.0.2 }"]
 
 
 @st.composite
@@ -115,7 +144,8 @@ def rulesets(draw) -> str:
         for _ in range(draw(st.integers(0, 6))):
             matches = [_match(draw) for _ in range(draw(st.integers(0, 3)))]
             extra = draw(st.sampled_from(["", "", "counter", "mark set 1", "mark set 2",
-                                          "limit rate 3/second", "log"]))
+                                          "limit rate 3/second", "log",
+                                          *NATS]))
             later = chains[chains.index(name) + 1:] if name in chains else chains
             verdicts = ["accept", "drop", "reject", "", "continue", "return"]
             verdicts += [f"{how} {c}" for c in later for how in ("jump", "goto")]
@@ -164,9 +194,10 @@ def _ct(frame: bytes, now: int) -> str:
     return ("new", "established", "related", "invalid")[sum(frame[:40]) % 4]
 
 
-def _agree(text: str, batch_frames: list[bytes], iif: str, nows: list[int]) -> None:
-    ref = Reference(parse(text, "r"), ct_state=_ct, limits=Limits())
-    cl = Classifier(parse(text, "r"), ct_state=_ct, limits=Limits())
+def _agree(text: str, batch_frames: list[bytes], iif: str, nows: list[int],
+           linktype: int = 1) -> None:
+    ref = Reference(parse(text, "r"), linktype, ct_state=_ct, limits=Limits())
+    cl = Classifier(parse(text, "r"), linktype, ct_state=_ct, limits=Limits())
     for now in nows:
         res = cl.classify(*_batch(batch_frames), iif=iif, now=now)
         counters: dict = {}
@@ -174,7 +205,7 @@ def _agree(text: str, batch_frames: list[bytes], iif: str, nows: list[int]) -> N
         for i, f in enumerate(batch_frames):
             d = ref.decide(f, iif, now)
             got = (VERDICTS[res.verdict[i]], int(res.line[i]), int(res.mark[i]))
-            assert got == (d.verdict, d.line, d.mark), (text, i, packet_fields(f, 1, iif))
+            assert got == (d.verdict, d.line, d.mark), (text, i, packet_fields(f, linktype, iif))
             if d.verdict == "reject":
                 assert res.reject_with.get(i, "") == d.reject_with
             for line in d.counters:
@@ -192,6 +223,82 @@ def _agree(text: str, batch_frames: list[bytes], iif: str, nows: list[int]) -> N
 @given(rulesets(), frames(), st.sampled_from(["lan", "wan", "dmz", "x"]))
 def test_compiled_agrees_with_reference(text, batch_frames, iif):
     _agree(text, batch_frames, iif, [0, 10**8, 2 * 10**9])
+
+
+def relink(frame: bytes, linktype: int) -> bytes:
+    """An Ethernet frame as a capture of ``linktype`` would hold it (the Ethernet header
+    dropped, or replaced by a Linux cooked or BSD loopback header)."""
+    etype, payload = frame[12:14], frame[14:]
+    if linktype == 1:
+        return frame
+    if linktype in (101, 228, 229):
+        return payload
+    if linktype == 113:
+        return b"\x00\x00\x00\x01\x00\x06" + frame[6:12] + b"\x00\x00" + etype + payload
+    if linktype == 276:
+        return etype + b"\x00\x00\x00\x00\x00\x02\x00\x01\x00\x06" + frame[6:12] + \
+            b"\x00\x00" + payload
+    family = {b"\x08\x00": 2, b"\x86\xdd": 30}.get(etype, 7)
+    return family.to_bytes(4, "little" if linktype == 0 else "big") + payload
+
+
+LINKTYPES = [101, 113, 228, 229, 276, 0, 108]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rulesets(), frames(), st.sampled_from(LINKTYPES))
+def test_compiled_agrees_with_reference_on_other_link_types(text, batch_frames, linktype):
+    if linktype not in (101, 113):     # pcap "ip6" rejects all of 228; 276, 0, 108 have no pcap
+        text = re.sub(r'pcap "[^"]*"', "", text)
+    _agree(text, [relink(f, linktype) for f in batch_frames], "lan", [0], linktype)
+
+
+def test_link_types_and_vlan_tags_reach_the_ip_fields():
+    rules = parse("chain c {\n policy drop\n ip saddr 192.0.2.9 udp dport 53 accept\n"
+                  " vlan id 100 ip6 saddr 2001:db8::1 accept\n}", "r")
+    fragment = next(f for f in CRAFTED if f[12:14] == b"\x08\x00" and f[23] == 17)
+    v4 = fragment[:20] + b"\x00\x00" + fragment[22:]       # made a whole datagram
+    qinq = _tagged(b"\x88\xa8")
+    assert qinq[12:14] == b"\x88\xa8" and packet_fields(qinq)["vlan.id"] == 100
+    cases = [(relink(v4, lt), lt, "accept") for lt in [1] + LINKTYPES if lt != 229]
+    cases += [(relink(v4, 229), 229, "drop"), (qinq, 1, "accept"),
+              (_tagged(b"\x81\x00\x00\x05\x81\x00\x00\x06\x81\x00"), 1, "drop")]  # 3 tags
+    for frame, linktype, want in cases:
+        ref = Reference(rules, linktype)
+        cl = Classifier(rules, linktype)
+        got = VERDICTS[cl.classify(*_batch([frame])).verdict[0]]
+        assert (ref.decide(frame).verdict, got) == (want, want), (linktype, frame.hex())
+
+
+def test_batch_fields_equal_the_reference_parse_on_every_link_type():
+    from filter.classify.fields import ABSENT, extract
+    from filter.rules.fields import FIELDS
+    frames_ = CRAFTED + IMIX[:200]
+    for linktype in [1] + LINKTYPES:
+        batch = [relink(f, linktype) for f in frames_]
+        got = extract(*_batch(batch), linktype)
+        for i, frame in enumerate(batch):
+            want = packet_fields(frame, linktype)
+            for name in FIELDS:
+                if name in ("iif", "meta.mark"):
+                    continue
+                value = got[name][i]
+                if FIELDS[name].kind == "addr6":
+                    value = int.from_bytes(value.ljust(17, b"\0")[1:], "big") if value else ABSENT
+                assert want.get(name, ABSENT) == int(value), (linktype, i, name, frame.hex())
+    tagged = packet_fields(_tagged(b"\x88\xa8"))        # 88a8 (PCP 5, VID 100), then 8100
+    assert (tagged["vlan.id"], tagged["vlan.pcp"], tagged["vlan.type"]) == (100, 5, 0x8100)
+    assert tagged["meta.protocol"] == 0x86DD and tagged["ether.type"] == 0x88A8
+    inner = packet_fields(_tagged(b"\x81\x00\xe0\x09\x88\xa8"))      # 8100 then 88a8
+    assert inner["ip.saddr"] == 0xC0000209 and inner["vlan.pcp"] == 7
+
+
+def test_a_pcap_match_the_link_type_cannot_have_is_a_located_error():
+    text = "chain c {\n policy drop\n tcp dport 22 accept\n pcap \"ip6\" accept\n}"
+    with pytest.raises(RuleError) as info:
+        compile_ruleset(parse(text, "p.rules"), 228)
+    assert str(info.value).startswith("p.rules:4:1: error: pcap match on link type 228")
+    compile_ruleset(parse(text, "p.rules"), 113)
 
 
 def test_agreement_on_the_whole_capture_with_the_example_rules():
@@ -291,3 +398,21 @@ def test_thousands_of_rules_match_brute_force_first_match():
                     break
         assert (VERDICTS[res.verdict[i]], int(res.line[i])) == want, i
     assert (res.line > 0).sum() > len(batch) // 2       # the ACL really is exercised
+
+
+def test_rejects_keep_vlan_tags_and_cooked_headers():
+    from scapy.all import IP, TCP, CookedLinux, Dot1Q, Ether
+
+    from filter.classify.reject import build_reject
+    syn = IP(src="192.0.2.9", dst="203.0.113.5") / TCP(sport=40000, dport=22, flags="S", seq=7)
+    tagged = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / Dot1Q(vlan=42)
+                   / syn)
+    reply = Ether(build_reject(tagged, 1))
+    assert reply[Dot1Q].vlan == 42 and reply.dst == "02:00:00:00:00:01"
+    assert reply[IP].dst == "192.0.2.9" and reply[TCP].flags == "RA" and reply[TCP].ack == 8
+    cooked = bytes(CookedLinux(pkttype=0, lladdrtype=1, lladdrlen=6, src=b"\x02" * 8,
+                               proto=0x0800) / syn)
+    reply = CookedLinux(build_reject(cooked, 113))
+    assert reply.pkttype == 4 and reply.proto == 0x0800
+    assert reply[IP].dst == "192.0.2.9" and reply[TCP].flags == "RA"
+    assert build_reject(bytes(syn), 101)[:1] == b"\x45"

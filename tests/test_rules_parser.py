@@ -111,13 +111,122 @@ def test_no_byte_sequence_crashes_the_parser():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
+    pieces = list("chain{}policydrop accept;\n@.-/:0123456789tcpudpipsaddrportflags|&!=<>\"#[]")
+    pieces += [" snat to ", " dnat ip6 to ", " map ", " vlan id ", "2001:db8::1", " : "]
+
     @settings(max_examples=300, deadline=None)
-    @given(st.text(alphabet=st.sampled_from(list("chain{}policydrop accept;\n@.-/:0123456789"
-                                                  "tcpudpipsaddrportflags|&!=<>\"#")),
-                   max_size=80))
+    @given(st.lists(st.sampled_from(pieces), max_size=80).map("".join))
     def run(text):
         try:
             parse(text, "fuzz.rules")
         except RuleError as exc:
             assert str(exc).startswith("fuzz.rules:")
     run()
+
+
+def _nat_rule(text: str):
+    rs = parse(f"chain c {{\n policy drop\n {text} accept\n}}", "nat.rules")
+    rule = rs.chains["c"].rules[0]
+    family = next(m for m in rule.matches if m.fields == ("meta.nfproto",))
+    return rule.statements[0], family.elements[0][0]
+
+
+def test_nat_targets_of_both_families():
+    import ipaddress
+
+    def ip(text):
+        return int(ipaddress.ip_address(text))
+    nat, fam = _nat_rule("snat to [2001:db8::1]:1024-2000")
+    assert (nat.kind, nat.family, nat.address, nat.last, nat.ports) == \
+        ("snat", 6, ip("2001:db8::1"), None, (1024, 2000)) and fam == ((10, 10),)
+    nat, fam = _nat_rule("dnat ip6 to 2001:db8::80")          # no brackets: no port
+    assert (nat.family, nat.address, nat.ports) == (6, ip("2001:db8::80"), None)
+    nat, fam = _nat_rule("dnat to [2001:db8::1-2001:db8::8]:80")
+    assert (nat.address, nat.last, nat.ports) == (ip("2001:db8::1"), ip("2001:db8::8"), (80, 80))
+    nat, fam = _nat_rule("snat ip to 10.0.0.1-10.0.0.9:1000-2000")
+    assert (nat.family, nat.address, nat.last, nat.ports) == \
+        (4, ip("10.0.0.1"), ip("10.0.0.9"), (1000, 2000)) and fam == ((2, 2),)
+    nat, fam = _nat_rule("masquerade ip6 to :2000-3000")
+    assert (nat.kind, nat.family, nat.address, nat.ports) == ("masquerade", 6, None, (2000, 3000))
+    nat, fam = _nat_rule("masquerade")
+    assert (nat.family, fam) == (4, ((2, 2),))
+
+
+NAT_ERRORS = [
+    ("snat ip to 2001:db8::1", 13, "not an IPv4 address"),
+    ("dnat ip6 to 10.0.0.1:80", 14, "not an IPv6 address"),
+    ("snat to [10.0.0.1]:80", 11, "brackets hold an IPv6"),
+    ("snat to 10.0.0.1-2001:db8::1", 10, "[ADDRESS]:PORT"),
+    ("dnat to 10.0.0.9-10.0.0.1", 10, "start above end"),
+    ("dnat to [2001:db8::1]:0", 23, "port 0"),
+    ("dnat to [2001:db8::1]:http-x", 23, "not a valid port"),
+    ("dnat to [2001:db8::1 accept", 23, "']'"),
+    ("snat to :80", 10, "needs an address"),
+]
+
+
+@pytest.mark.parametrize("text,col,words", NAT_ERRORS)
+def test_nat_target_errors_are_located(text, col, words):
+    with pytest.raises(RuleError) as info:
+        parse(f"chain c {{\n policy drop\n {text}\n}}", "bad.rules")
+    err = info.value
+    assert words in err.message and (err.line, err.col) == (3, col), str(err)
+
+
+def test_vlan_and_protocol_selectors():
+    rs = parse("chain c {\n policy drop\n vlan id { 10, 20-30 } vlan pcp 5 meta protocol ip6"
+               " accept\n vlan type arp drop\n}", "v.rules")
+    r1, r2 = rs.chains["c"].rules
+    got = {m.fields[0]: m.elements[0][0] for m in r1.matches}
+    assert got == {"vlan.id": ((10, 10), (20, 30)), "vlan.pcp": ((5, 5),),
+                   "meta.protocol": ((0x86DD, 0x86DD),)}
+    assert r2.matches[0].fields == ("vlan.type",) and r2.matches[0].elements[0][0] == \
+        ((0x0806, 0x0806),)
+    for text, col, words in (("vlan id 4096", 10, "out of range"), ("vlan pcp 8", 11, "0-7"),
+                             ("vlan tag 3", 2, "unknown field 'vlan tag'")):
+        with pytest.raises(RuleError) as info:
+            parse(f"chain c {{\n policy drop\n {text} accept\n}}", "v.rules")
+        assert words in info.value.message and info.value.col == col, str(info.value)
+
+
+def test_nat_data_maps_pick_the_target_by_key():
+    import ipaddress
+
+    def ip(text):
+        return int(ipaddress.ip_address(text))
+    rs = parse("chain c {\n policy drop\n dnat to tcp dport map { 80 : 10.0.0.80, 8000-8999 : "
+               "10.0.0.81:80 } accept\n snat ip6 to ip6 saddr . udp dport map {\n"
+               "   fd00::/64 . 53 : [2001:db8::1]:5300,\n   fd00::5 . 1-65535 : 2001:db8::2\n"
+               " } accept\n}", "m.rules")
+    r1, r2 = rs.chains["c"].rules
+    dnat, snat = r1.statements[0], r2.statements[0]
+    assert dnat.key == ("th.dport",) and dnat.family == 4
+    assert dnat.resolve((8080,)) == type(dnat)("dnat", ip("10.0.0.81"), (80, 80), 4)
+    assert dnat.resolve((80,)).address == ip("10.0.0.80") and dnat.resolve((81,)) is None
+    # the rule holds only for keys in the map (and the key's protocol)
+    fields = {m.fields: m.elements for m in r1.matches}
+    assert fields[("th.dport",)] == ((((80, 80), (8000, 8999)),),)
+    assert fields[("meta.l4proto",)] == ((((6, 6),),),)
+    assert snat.family == 6 and snat.key == ("ip6.saddr", "th.dport")
+    assert snat.resolve((ip("fd00::5"), 53)).ports == (5300, 5300)        # first entry wins
+    assert snat.resolve((ip("fd00::5"), 54)) == type(snat)("snat", ip("2001:db8::2"), None, 6)
+    assert fields != {m.fields: m.elements for m in r2.matches}
+    assert ("ip6.saddr", "th.dport") in {m.fields for m in r2.matches}
+
+
+MAP_ERRORS = [
+    ("dnat to tcp dport { 80 : 10.0.0.1 }", 20, "expected 'map"),
+    ("dnat to tcp dport map { 80:10.0.0.1 }", 26, "not a valid port"),
+    ("dnat to tcp dport map { }", 26, "expected a port"),
+    ("dnat to iif map { lan : 10.0.0.1 }", 10, "cannot key a NAT map"),
+    ("dnat ip6 to tcp dport map { 80 : 10.0.0.1 }", 35, "not an IPv6 address"),
+    ("dnat to tcp dport map { 80 : 10.0.0.1 81 : 10.0.0.2 }", 40, "expected ',' or '}'"),
+]
+
+
+@pytest.mark.parametrize("text,col,words", MAP_ERRORS)
+def test_nat_map_errors_are_located(text, col, words):
+    with pytest.raises(RuleError) as info:
+        parse(f"chain c {{\n policy drop\n {text}\n}}", "bad.rules")
+    err = info.value
+    assert words in err.message and (err.line, err.col) == (3, col), str(err)

@@ -15,7 +15,8 @@ from __future__ import annotations
 from filter.classify.classifier import VERDICTS, Classifier, Result
 from filter.classify.flatten import FlattenError
 from filter.classify.state import Limits, LogLimiter
-from filter.rules import RuleError, Ruleset, parse
+from filter.rules import PcapMatch, RuleError, Ruleset, parse
+from filter.rules.pcap import check_expression
 
 
 def compile_rules(text: str, path: str = "<rules>", linktype: int = 1, limits=None,
@@ -30,6 +31,20 @@ def compile_ruleset(ruleset: Ruleset, linktype: int = 1, limits=None,
         return Classifier(ruleset, linktype, limits, ct_state)
     except FlattenError as exc:
         raise RuleError(str(exc), 1, 1).located(ruleset.path, ruleset.text) from None
+    except ValueError as exc:             # a pcap match this link type cannot have
+        line, message = 1, str(exc)
+        for rule in (r for c in ruleset.chains.values() for r in c.rules):
+            for m in rule.matches:
+                problem = check_expression(m.expression, linktype) \
+                    if isinstance(m, PcapMatch) else None
+                if problem is not None:
+                    line, message = rule.line, problem[0]
+                    break
+            else:
+                continue
+            break
+        raise RuleError(f"pcap match on link type {linktype}: {message}", line, 1).located(
+            ruleset.path, ruleset.text) from None
 
 
 __all__ = ["VERDICTS", "Classifier", "FlattenError", "Limits", "LogLimiter", "Result",

@@ -82,7 +82,9 @@ class Classifier:
         self.policy = CODE[ruleset.policy]
         self.wanted = frozenset(names) | {k for e in self.entries if e.rule
                                           for m in e.rule.stateful if isinstance(m, ast.Limit)
-                                          for k in m.key}
+                                          for k in m.key} \
+            | {k for e in self.entries if e.rule for st in e.rule.statements
+               if isinstance(st, ast.Nat) for k in st.key}
         self.ordered = any(isinstance(m, ast.Limit) for e in self.entries if e.rule
                            for m in e.rule.stateful)
         self._entry_arrays()
@@ -201,7 +203,8 @@ class Classifier:
             elif isinstance(st, ast.MarkSet):
                 res.mark[p] = st.value
             elif isinstance(st, ast.Nat):
-                res.nat.append((p, rule.line, st))
+                key = tuple(self._value(values, name, p) for name in st.key)
+                res.nat.append((p, rule.line, st.resolve(key)))
         v = e.verdict
         if v is None or v.kind == "continue":
             return e.fail_to

@@ -20,26 +20,36 @@ from filter.packet import locate
 from filter.rules import ast
 
 
-def nat_action(nat: ast.Nat, masquerade_address: str | None) -> NatAction:
+def nat_action(nat: ast.Nat, masquerade_address: str | None,
+               masquerade_address6: str | None = None) -> NatAction:
+    """The ``filter.nat`` action of a rule's NAT statement (addresses of its family)."""
+    size = 4 if nat.family == 4 else 16
     if nat.kind == "masquerade":
-        if not masquerade_address:
-            raise ValueError("masquerade needs the config key masquerade_address")
-        address = nat.address if nat.address is not None else \
-            int(ipaddress.IPv4Address(masquerade_address))
-        return NatAction.masquerade(address.to_bytes(4, "big"), nat.ports)
+        configured = masquerade_address if nat.family == 4 else masquerade_address6
+        if nat.address is not None:
+            address = nat.address.to_bytes(size, "big")
+        elif configured:
+            address = ipaddress.ip_address(configured).packed
+        else:
+            key = "masquerade_address" if nat.family == 4 else "masquerade_address6"
+            raise ValueError(f"masquerade needs the config key {key}")
+        return NatAction.masquerade(address, nat.ports)
     make = NatAction.snat if nat.kind == "snat" else NatAction.dnat
-    return make(nat.address.to_bytes(4, "big"), nat.ports)
+    last = nat.address if nat.last is None else nat.last
+    return make((nat.address.to_bytes(size, "big"), last.to_bytes(size, "big")), nat.ports)
 
 
 class Connections:
     """The tracker of one firewall; kept across rule reloads."""
 
     def __init__(self, linktype: int, max_entries: int = 65536, per_source_limit: int = 0,
-                 masquerade_address: str | None = None) -> None:
+                 masquerade_address: str | None = None,
+                 masquerade_address6: str | None = None) -> None:
         self.linktype = linktype
         self.tracker = ConnTracker(CtConfig(max_entries=max_entries,
                                             per_source_limit=per_source_limit))
         self.masquerade_address = masquerade_address
+        self.masquerade_address6 = masquerade_address6
         self.refused = 0
         self.translated = 0
 
@@ -70,7 +80,8 @@ class Connections:
             if result.verdict[p] != 0:        # only accepted frames make or advance state
                 continue
             nat = next((n for q, _, n in result.nat if q == p), None)
-            action = nat_action(nat, self.masquerade_address) if nat is not None else None
+            action = None if nat is None else \
+                nat_action(nat, self.masquerade_address, self.masquerade_address6)
             match = matches[p]
             entry = self.tracker.confirm(info, match, now, nat=action)
             if entry is None:

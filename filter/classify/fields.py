@@ -14,6 +14,8 @@ import numpy as np
 from filter.rules.fields import PORT_PROTOCOLS
 
 RAW_LINKTYPES = (12, 14, 101, 228, 229)
+LOOPBACK_LINKTYPES = (0, 108)             # BSD loopback: a 4-byte address family first
+SLL_LINKTYPES = {113: (14, 16), 276: (0, 20)}   # Linux cooked v1/v2: (type at, IP header at)
 ABSENT = -1
 WINDOW = 96                   # bytes of each frame read in one row copy
 
@@ -96,18 +98,13 @@ def extract(data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray,
     fr = _Frames(data, offsets, lengths)
     n = len(fr.off)
     out: dict[str, np.ndarray] = {"meta.length": fr.len}
-    if linktype in RAW_LINKTYPES:
-        l3 = 0
-        version = np.where(fr.has(1), fr.u8(0) >> 4, -1)
-        etype = np.select([version == 4, version == 6], [0x0800, 0x86DD], ABSENT)
-    elif linktype == 1:
-        l3 = 14
-        etype = np.where(fr.has(14), fr.u16(12), ABSENT)
-    else:
-        out["ether.type"] = np.full(n, ABSENT, dtype=np.int64)
+    link = _link(fr, linktype)
+    if link is None:
         _absent_ip(out, n)
         return out
-    out["ether.type"] = etype
+    out["ether.type"], etype, l3, vlan = link
+    out["meta.protocol"] = etype
+    out["vlan.id"], out["vlan.pcp"], out["vlan.type"] = vlan
     l4_wanted = wanted is None or not L4_FIELDS.isdisjoint(wanted)
     vbyte = fr.u8(l3)
     # IPv4, RFC 791 section 3.1
@@ -121,6 +118,8 @@ def extract(data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray,
             _put(out, name, v4, value())
     # IPv6, RFC 8200 sections 3 and 4
     v6 = (etype == 0x86DD) & fr.has(l3 + 40) & (vbyte >> 4 == 6)
+    if want("meta.nfproto"):
+        out["meta.nfproto"] = np.select([v4, v6], [2, 10], ABSENT)
     any6 = bool(v6.any())
     nxt = np.where(v6, fr.u8(l3 + 6), ABSENT) if any6 else np.full(n, ABSENT, dtype=np.int64)
     if want("ip6.nexthdr"):
@@ -169,18 +168,72 @@ def extract(data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray,
     return out
 
 
-def _addr6(fr: _Frames, present: np.ndarray, start: int) -> np.ndarray:
+def _link(fr: _Frames, linktype: int):
+    """(outer ether type, the IP layer's ether type, where the IP header starts (an int, or an
+    array when frames differ), (vlan id, pcp, type)) per frame; None for a link type without
+    IP. Ethernet frames are seen through up to two 802.1Q/802.1ad tags (IEEE 802.1Q section
+    9.6: TPID, then a TCI of PCP (3 bits), DEI (1) and VID (12), then the next type)."""
+    n = len(fr.off)
+    absent = np.full(n, ABSENT, dtype=np.int64)
+    no_vlan = (absent, absent, absent)
+    if linktype in RAW_LINKTYPES or linktype in LOOPBACK_LINKTYPES:
+        l3 = 0 if linktype in RAW_LINKTYPES else 4
+        version = np.where(fr.has(l3 + 1), fr.u8(l3) >> 4, -1)
+        etype = np.select([version == 4, version == 6], [0x0800, 0x86DD], ABSENT)
+        if linktype in LOOPBACK_LINKTYPES:
+            family = fr.u32(0)
+            if linktype == 0:             # host (little-endian) order
+                family = ((family & 0xFF) << 24) | ((family & 0xFF00) << 8) | \
+                    ((family >> 8) & 0xFF00) | (family >> 24)
+            v6_family = (family == 24) | (family == 28) | (family == 30)
+            etype = np.select([fr.has(4) & (family == 2), fr.has(4) & v6_family],
+                              [0x0800, 0x86DD], ABSENT)
+        elif linktype == 228:
+            etype = np.where(fr.has(1), 0x0800, ABSENT)
+        elif linktype == 229:
+            etype = np.where(fr.has(1), 0x86DD, ABSENT)
+        return etype, etype, l3, no_vlan
+    if linktype in SLL_LINKTYPES:
+        where, l3 = SLL_LINKTYPES[linktype]
+        etype = np.where(fr.has(l3), fr.u16(where), ABSENT)
+        return etype, etype, l3, no_vlan
+    if linktype != 1:
+        return None
+    outer = np.where(fr.has(14), fr.u16(12), ABSENT)
+    first = _is_tag(outer) & fr.has(18)
+    if not first.any():
+        return outer, outer, 14, no_vlan
+    tci = fr.u16(14)
+    vlan = (np.where(first, tci & 0x0FFF, ABSENT), np.where(first, tci >> 13, ABSENT),
+            np.where(first, fr.u16(16), ABSENT))
+    etype = np.where(_is_tag(outer) & ~first, ABSENT, np.where(first, vlan[2], outer))
+    second = first & _is_tag(etype)
+    etype = np.where(second, np.where(fr.has(22), fr.u16(20), ABSENT), etype)
+    l3 = 14 + 4 * first.astype(np.int64) + 4 * second.astype(np.int64)
+    return outer, etype, l3, vlan
+
+
+def _is_tag(etype: np.ndarray) -> np.ndarray:
+    return (etype == 0x8100) | (etype == 0x88A8)
+
+
+def _addr6(fr: _Frames, present: np.ndarray, start) -> np.ndarray:
     keys = np.empty((len(fr.off), 17), dtype=np.uint8)
     keys[:, 0] = 1
-    keys[:, 1:] = fr.head[:, start:start + 16]
+    if np.isscalar(start):
+        keys[:, 1:] = fr.head[:, start:start + 16]
+    else:
+        keys[:, 1:] = fr.head[fr.rows[:, None], np.minimum(start[:, None] + np.arange(16),
+                                                             WINDOW - 1)]
     keys[~present] = 0
     return keys.view("S17").ravel()
 
 
 def _absent_ip(out: dict, n: int) -> None:
-    for name in ("ip.ttl", "ip.protocol", "ip.saddr", "ip.daddr", "ip6.nexthdr", "ip6.hoplimit",
-                 "meta.l4proto", "th.sport", "th.dport", "tcp.flags", "icmp.type", "icmp.code",
-                 "icmpv6.type", "icmpv6.code"):
+    for name in ("ether.type", "meta.protocol", "vlan.id", "vlan.pcp", "vlan.type",
+                 "meta.nfproto", "ip.ttl", "ip.protocol", "ip.saddr", "ip.daddr", "ip6.nexthdr",
+                 "ip6.hoplimit", "meta.l4proto", "th.sport", "th.dport", "tcp.flags",
+                 "icmp.type", "icmp.code", "icmpv6.type", "icmpv6.code"):
         out[name] = np.full(n, ABSENT, dtype=np.int64)
     empty = np.zeros((n, 17), dtype=np.uint8).view("S17").ravel()
     out["ip6.saddr"], out["ip6.daddr"] = empty, empty.copy()

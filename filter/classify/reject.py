@@ -10,7 +10,9 @@ sender of a frame and sent back out the side it came in on.
   prohibited), quoting up to a 1280-byte reply.
 - Nothing is sent in answer to an ICMP error, a fragment other than the first, or a
   multicast/broadcast destination (RFC 1122 section 3.2.2).
-Ethernet frames get their MAC addresses swapped; raw IP frames are answered in raw IP.
+Ethernet frames get their MAC addresses swapped (VLAN tags kept); raw IP frames are answered
+in raw IP, BSD loopback ones with the same family word, Linux cooked ones (113, 276) with the
+same header marked outgoing (packet type 4).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from filter.checksum import internet_checksum, transport_checksum
 from filter.packet import ICMP_ERROR_TYPES, ICMPV6_ERROR_TYPES, locate
 
 TTL = 64
+SLL_PKTTYPE = {113: 0, 276: 10}     # where the cooked header's packet type is
+PACKET_OUTGOING = 4
 ICMP_CODES = {"icmp port-unreachable": 3, "icmp host-unreachable": 1,
               "icmp admin-prohibited": 13, "": 3, "admin": 13}
 ICMPV6_CODES = {"icmpv6 port-unreachable": 4, "icmpv6 admin-prohibited": 1, "": 4, "admin": 1}
@@ -34,9 +38,13 @@ def build_reject(frame: bytes, linktype: int, how: str = "") -> bytes | None:
     if info.proto in (1, 58) and info.icmp_type in (
             ICMP_ERROR_TYPES if info.proto == 1 else ICMPV6_ERROR_TYPES):
         return None
-    link = b""
+    link = bytes(frame[:info.l3])                       # raw IP: none; loopback: the family
     if info.l3 >= 14 and linktype == 1:
-        link = frame[6:12] + frame[0:6] + frame[12:info.l3]
+        link = frame[6:12] + frame[0:6] + frame[12:info.l3]   # VLAN tags kept
+    elif linktype in SLL_PKTTYPE:                       # Linux cooked: marked as sent by us
+        at = SLL_PKTTYPE[linktype]
+        width = 2 if linktype == 113 else 1
+        link = link[:at] + PACKET_OUTGOING.to_bytes(width, "big") + link[at + width:]
     if info.proto == 6 and info.l4 >= 0 and how in ("", "tcp reset"):
         segment = _rst(frame, info)
         if segment is None:

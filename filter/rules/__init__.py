@@ -21,21 +21,30 @@ Grammar (``{x}`` = zero or more, ``[x]`` = optional; rules and items end at a ne
     rhs       = value {"." value} | "{" value {"." value} {"," ...} "}" | "@" NAME
     value     = NUMBER | NAME | ADDRESS | ADDRESS/PREFIX | LOW-HIGH | FLAG{"|"FLAG}
     statement = "counter" | "log" ["prefix" STRING] | ("mark" | "meta" "mark") "set" N
-              | "snat" "to" ADDR[:PORT[-PORT]] | "dnat" "to" ADDR[:PORT[-PORT]]
-              | "masquerade" ["to" ":"PORT[-PORT]]
+              | ("snat" | "dnat") ["ip" | "ip6"] "to" TARGET
+              | ("snat" | "dnat") ["ip" | "ip6"] "to" key "map" "{" value ":" TARGET {"," ...} "}"
+              | "masquerade" ["ip" | "ip6"] ["to" ":"PORT[-PORT]]
+    TARGET    = ADDR4[-ADDR4][:PORT[-PORT]] | ADDR6[-ADDR6] | "[" ADDR6[-ADDR6] "]"[:PORT[-PORT]]
     verdict   = "accept" | "drop" | "reject" ["with" ("tcp reset" | "icmp" TYPE | "icmpv6" TYPE)]
               | "jump" CHAIN | "goto" CHAIN | "return" | "continue"
 
-Selectors (see ``fields``): iif, ether type, ip saddr/daddr/protocol/ttl, ip6 saddr/daddr/
-nexthdr/hoplimit, meta l4proto/length/mark/protocol, tcp|udp|sctp|th sport/dport, tcp flags,
+Selectors (see ``fields``): iif, ether type, vlan id/pcp/type, ip saddr/daddr/protocol/ttl,
+ip6 saddr/daddr/nexthdr/hoplimit, meta l4proto/nfproto/length/mark/protocol,
+tcp|udp|sctp|th sport/dport, tcp flags,
 icmp type/code, icmpv6 type/code. ``tcp flags syn|ack`` matches when any listed flag is set;
-``tcp flags == syn`` and ``tcp flags & (syn|ack) == syn`` compare exactly.
+``tcp flags == syn`` and ``tcp flags & (syn|ack) == syn`` compare exactly. Up to two VLAN
+tags are seen through (``ether type`` stays the outer type, ``meta protocol`` is the inner one);
+link types Ethernet, raw IP, Linux cooked (113, 276) and BSD loopback are all read.
 
 Semantics: the base chain's rules are tried in order; the first rule whose matches all hold
 applies its statements then its verdict (a rule without one falls through, ``continue`` too).
 ``jump`` enters a chain and comes back after it; ``goto`` enters it and does not come back;
 ``return`` (or the end of a non-base chain) goes back to the rule after the last ``jump``;
-the end of the base chain, or ``return`` there, applies the policy. Matches of a rule are
+the end of the base chain, or ``return`` there, applies the policy. A NAT statement holds
+for one address family (its address's, or the ``ip``/``ip6`` word's; ``masquerade``: IPv4) and
+its rule implies ``meta nfproto`` of that family. A NAT data map (``dnat to tcp dport map
+{ 80 : 10.0.0.80 }``) picks its target by the packet's key, first element first; its rule
+implies the key is in the map. Matches of a rule are
 evaluated before its statements; ``limit`` is a match (over the rate, the rule does not match).
 """
 

@@ -80,8 +80,23 @@ class MarkSet:
 @dataclass(frozen=True)
 class Nat:
     kind: str                      # snat dnat masquerade
-    address: int | None = None     # IPv4 address as an int (None: masquerade's own)
+    address: int | None = None     # first address as an int (None: masquerade's own)
     ports: tuple[int, int] | None = None
+    family: int = 4                # 4 or 6: the packets it applies to (an implied match)
+    last: int | None = None        # last address of a range (None: just ``address``)
+    key: tuple[str, ...] = ()      # a data map: fields whose values pick the target ...
+    targets: tuple = ()            # ... ((Element, (address, last, ports)), ...), first hit
+
+    def resolve(self, values: tuple) -> Nat | None:
+        """The plain statement a packet with key ``values`` gets from the data map (itself
+        when there is no map; None when no element holds)."""
+        if not self.key:
+            return self
+        for element, (address, last, ports) in self.targets:
+            if all(v is not None and any(lo <= v <= hi for lo, hi in ivs)
+                   for v, ivs in zip(values, element, strict=True)):
+                return Nat(self.kind, address, ports, self.family, last)
+        return None
 
 
 @dataclass(frozen=True)

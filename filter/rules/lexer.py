@@ -1,8 +1,9 @@
 """Tokens of the rule language, each with its line and column (1-based).
 
 Atoms are maximal runs of ``[A-Za-z0-9_.:/-]`` (names, numbers, addresses, prefixes, ranges,
-``10/second``); the parser gives them meaning. Strings are double-quoted. ``#`` starts a comment
-that runs to the end of the line. Newlines are tokens: they end rules, like ``;``.
+``10/second``); the parser gives them meaning. Punctuation is ``{};,@&|()=<>![]`` and
+``!= == <= >=`` (brackets hold IPv6 NAT targets: ``[2001:db8::1]:80``). Strings are
+double-quoted. ``#`` starts a comment that runs to the end of the line. Newlines are tokens: they end rules, like ``;``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from filter.rules.errors import RuleError
 
 ATOM_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:/-")
 PUNCT2 = ("!=", "==", "<=", ">=")
-PUNCT1 = "{};,@&|()=<>!"
+PUNCT1 = "{};,@&|()=<>![]"
 
 
 @dataclass(frozen=True)

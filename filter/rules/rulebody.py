@@ -8,6 +8,7 @@ token helpers (``tok``, ``next``, ``at``, ``expect``, ``word``, ``value``, ``ele
 from __future__ import annotations
 
 import difflib
+import ipaddress
 
 from filter.rules import ast
 from filter.rules.errors import RuleError
@@ -37,7 +38,8 @@ class RuleBodyParser:
         while not (self.tok.kind in ENDS or self.at(";", "}")):
             t = self.tok
             if rule.verdict is not None or rule.vmap is not None:
-                raise t.error(f"nothing may follow the verdict '{rule.verdict.kind if rule.verdict else 'vmap'}'")
+                done = rule.verdict.kind if rule.verdict else "vmap"
+                raise t.error(f"nothing may follow the verdict '{done}'")
             if t.kind != "atom":
                 raise t.error(f"expected a match, statement or verdict, found {t}")
             word = t.text
@@ -77,7 +79,13 @@ class RuleBodyParser:
                 rule.statements.append(ast.Log(prefix))
             elif word in ("snat", "dnat", "masquerade"):
                 self.next()
-                rule.statements.append(self.nat(t))
+                nat = self.nat(t)
+                rule.statements.append(nat)
+                nfproto = 2 if nat.family == 4 else 10       # only packets of its family
+                rule.matches.append(ast.Match(("meta.nfproto",), ((((nfproto, nfproto),),),),
+                                              line=t.line))
+                if nat.key:                  # a key not in the map: the rule does not match
+                    rule.matches.extend(_map_key_matches(nat, self.nat_protos, t.line))
             elif word in VERDICTS:
                 rule.verdict = self.verdict_word(chain)
             else:
@@ -227,7 +235,8 @@ class RuleBodyParser:
         while True:
             t = self.word("a connection state")
             if t.text not in CT_STATES:
-                raise t.error(f"unknown connection state '{t.text}' (valid: {', '.join(CT_STATES)})")
+                raise t.error(f"unknown connection state '{t.text}' "
+                              f"(valid: {', '.join(CT_STATES)})")
             states.append(t.text)
             if not self.at(","):
                 break
@@ -287,29 +296,103 @@ class RuleBodyParser:
         return ast.Limit(rate, RATE_UNITS[unit], is_bytes, burst, over, tuple(key))
 
     def nat(self, t: Token) -> ast.Nat:
-        if self.at("to"):
-            self.next()
-        elif t.text != "masquerade":
+        """``snat|dnat [ip|ip6] to TARGET``, ``snat|dnat [ip|ip6] to KEY map { ELEMENT :
+        TARGET, ... }`` or ``masquerade [ip|ip6] [to :PORTS]``."""
+        family = 0
+        if self.at("ip", "ip6"):
+            family = 4 if self.next().text == "ip" else 6
+        if not self.at("to"):
+            if t.text == "masquerade":
+                return ast.Nat("masquerade", family=family or 4)
             raise self.tok.error(f"expected 'to ADDRESS[:PORT[-PORT]]' after '{t.text}'")
+        self.next()
+        if t.text != "masquerade" and self.tok.kind == "atom" and \
+                self.tok.text in SELECTOR_HEADS:
+            return self.nat_map(t, family)
+        first, last, ports, family = self.nat_target(t, family)
+        return ast.Nat(t.text, first, ports, family, last)
+
+    def nat_target(self, t: Token, family: int):
+        """One NAT target: (first, last or None, ports or None, family)."""
+        where = self.tok
+        if self.at("["):
+            self.next()
+            addr_tok = self.word("an IPv6 address in brackets: [ADDRESS]:PORT")
+            addr_text = addr_tok.text
+            self.expect("]")
+            port_text = ""
+            if self.tok.kind == "atom" and self.tok.text.startswith(":"):
+                port_text = self.next().text[1:]
+                if not port_text:
+                    raise self.toks[self.i - 1].error("expected a port after ':'")
+            if ":" not in addr_text:
+                raise addr_tok.error("brackets hold an IPv6 address; write IPv4 as ADDR:PORT")
         else:
-            return ast.Nat("masquerade")
-        target = self.word("ADDRESS[:PORT[-PORT]] or :PORT[-PORT]")
-        addr_text, _, port_text = target.text.partition(":")
-        address = None
+            target = self.word("ADDRESS[:PORT[-PORT]] or :PORT[-PORT]")
+            addr_text, port_text = _split_target(target.text)
+            if addr_text is None:
+                raise target.error(f"{t.text}: '{target.text}' is neither ADDRESS[:PORT] nor an "
+                                   "IPv6 address (IPv6 with a port is written [ADDRESS]:PORT)")
+            addr_tok = target
+        first = last = None
         if addr_text:
-            try:
-                (address, _), = parse_value(FIELDS["ip.saddr"], addr_text)
-            except ValueError as exc:
-                raise target.error(f"{t.text}: {exc}") from None
+            first, last, version = _nat_addresses(addr_tok, t.text, addr_text)
+            if family and family != version:
+                raise addr_tok.error(f"{t.text} {'ip' if family == 4 else 'ip6'}: "
+                                     f"'{addr_text}' is not an IPv{family} address")
+            family = version
         elif t.text != "masquerade":
-            raise target.error(f"{t.text} needs an IPv4 address")
+            raise where.error(f"{t.text} needs an address (IPv4, or IPv6 as [ADDRESS]:PORT)")
         ports = None
         if port_text:
             try:
                 (ports,) = parse_value(FIELDS["th.dport"], port_text)
             except ValueError as exc:
-                raise target.error(f"{t.text}: {exc}") from None
-        return ast.Nat(t.text, address, ports)
+                raise self.toks[self.i - 1].error(f"{t.text}: {exc}") from None
+            if ports[0] == 0:
+                raise self.toks[self.i - 1].error(f"{t.text}: port 0 cannot be a NAT port")
+        return first, None if last == first else last, ports, family or 4
+
+    def nat_map(self, t: Token, family: int) -> ast.Nat:
+        """``KEY map { ELEMENT : TARGET, ... }``: the target picked by the packet's key."""
+        names, protos = [], set()
+        while True:
+            tok, name, proto = self.selector()
+            if proto is not None:
+                protos.add(proto)
+            if name in ("iif", "meta.mark"):
+                raise tok.error(f"'{tok.text}' cannot key a NAT map")
+            names.append(name)
+            if not (self.at(".") and self.peek().text in SELECTOR_HEADS):
+                break
+            self.next()
+        fields = [FIELDS[n] for n in names]
+        m = self.tok
+        if not self.at("map"):
+            raise m.error(f"expected 'map {{ KEY : TARGET, ... }}' after the key, found {m}")
+        self.next()
+        self.expect("{")
+        targets = []
+        while True:
+            while self.tok.kind == "newline":
+                self.next()
+            if self.at("}") and targets:
+                self.next()
+                break
+            element = self.element(fields)
+            self.expect(":", " and a NAT target after a map key (spaces around ':')")
+            first, last, ports, fam = self.nat_target(t, family)
+            family = family or fam
+            targets.append((element, (first, last, ports)))
+            while self.tok.kind == "newline":
+                self.next()
+            if not self.at(",", "}"):
+                raise self.tok.error(f"expected ',' or '}}' after a map entry, found {self.tok}")
+            if self.at(","):
+                self.next()
+        self.nat_protos = sorted(protos)
+        return ast.Nat(t.text, targets[0][1][0], None, family or 4, key=tuple(names),
+                       targets=tuple(targets))
 
     def verdict_word(self, chain: str | None) -> ast.Verdict:
         t = self.word("a verdict")
@@ -342,6 +425,46 @@ class RuleBodyParser:
 
 KEYWORDS = sorted({w[0] for w in SELECTORS} | set(VERDICTS) | {
     "ct", "pcap", "limit", "counter", "log", "snat", "dnat", "masquerade"})
+
+
+def _map_key_matches(nat: ast.Nat, protos: list[int], line: int) -> list[ast.Match]:
+    """The matches a NAT data map implies: its key's protocols, and the key in the map."""
+    out = [ast.Match(("meta.l4proto",), ((((p, p),),),), line=line) for p in protos]
+    elements = tuple(e for e, _ in nat.targets)
+    if len(nat.key) == 1:
+        elements = ((normalise(iv for e in elements for iv in e[0]),),)
+    out.append(ast.Match(nat.key, elements, line=line))
+    return out
+
+
+def _split_target(text: str) -> tuple[str | None, str]:
+    """``ADDR[:PORTS]`` into address and port text; an unbracketed IPv6 address has no port
+    (the address is None when the text is neither)."""
+    if text.count(":") <= 1:
+        addr, _, ports = text.partition(":")
+        return addr, ports
+    for part in text.split("-"):
+        try:
+            ipaddress.IPv6Address(part)
+        except ValueError:
+            return None, ""
+    return text, ""
+
+
+def _nat_addresses(tok: Token, kind: str, text: str) -> tuple[int, int, int]:
+    """``ADDR`` or ``FIRST-LAST`` as (first, last, IP version)."""
+    parts = text.split("-") if text.count("-") == 1 else [text]
+    try:
+        addrs = [ipaddress.ip_address(p) for p in parts]
+    except ValueError:
+        raise tok.error(f"{kind}: '{text}' is not an IPv4 or IPv6 address "
+                        "(or FIRST-LAST range)") from None
+    first, last = addrs[0], addrs[-1]
+    if first.version != last.version:
+        raise tok.error(f"{kind}: the range '{text}' mixes IPv4 and IPv6")
+    if int(first) > int(last):
+        raise tok.error(f"{kind}: range '{text}' is empty (start above end)")
+    return int(first), int(last), first.version
 
 
 def _unknown_word(word: str) -> str:

@@ -29,7 +29,9 @@ ICMPV6_TYPES = {"destination-unreachable": 1, "packet-too-big": 2, "time-exceede
                 "nd-neighbor-solicit": 135, "nd-neighbor-advert": 136, "nd-redirect": 137}
 TCP_FLAGS = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20,
              "ecn": 0x40, "ece": 0x40, "cwr": 0x80}
-NAMES = {"proto": PROTOCOLS, "ethertype": ETHER_TYPES, "port": SERVICES, "icmp": ICMP_TYPES,
+NFPROTOS = {"ipv4": 2, "ipv6": 10}
+NAMES = {"nfproto": NFPROTOS, "proto": PROTOCOLS,
+          "ethertype": ETHER_TYPES, "port": SERVICES, "icmp": ICMP_TYPES,
          "icmpv6": ICMPV6_TYPES, "flags": TCP_FLAGS}
 
 
