@@ -1,13 +1,16 @@
 """``capnet replay``: replay a capture through a pipeline and report what came out.
 
-    capnet replay CAPTURE [-w OUT] [--topspeed | --multiplier X | --pps N | --mbps N]
-                  [--loop N] [--duration S] [--preload] [--json FILE] [--latency-plot FILE.png]
+    capnet replay CAPTURE [--system SYSTEM.toml | --rules RULES | --filter EXPR]
+                  [-w OUT] [--dropped OUT] [--topspeed | --multiplier X | --pps N | --mbps N]
+                  [--loop N] [--duration S] [--preload] [--timestamps original|ingress|egress]
+                  [--json FILE] [--latency-plot FILE.png] [--control PATH]
 
-The pipeline is replay → pass-through → capture (the packet filter takes the pass-through's
-place once it exists), each a confined component. Timing follows the capture's own gaps unless a
-mode is given, as with tcpreplay. ``-w`` writes the input's format (pcap stays pcap with its
-timestamp precision, pcapng stays pcapng) with each frame's original timestamp and bytes.
-"""
+The standard pipeline is replay → stage → capture, each a confined component; the stage is a
+pass-through, or ``filter:Firewall`` with ``--rules``/``--filter``, and what it drops goes to a
+second capture with ``--dropped``. ``--system`` puts a user's system in its place (see
+``fit_system``). Timing follows the capture's own gaps unless a mode is given, as with
+tcpreplay. ``-w`` and ``--dropped`` write the input's format (pcap stays pcap with its timestamp
+precision, pcapng stays pcapng) with each frame's original timestamp and bytes."""
 
 from __future__ import annotations
 
