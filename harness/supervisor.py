@@ -26,6 +26,7 @@ from shmring.queue import buffers_on_rings, occupancy
 
 READY_TIMEOUT_S = 30.0
 REPLY_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 15.0       # a component's last drain before its final counters may take longer
 DRAIN_TIMEOUT_S = 5.0
 
 
@@ -377,7 +378,7 @@ class Supervisor:
             if record.child is None or record.state in ("failed", "stopped"):
                 continue
             self._wait_drained(name)
-            reply = self.request(name, {"op": "stop"})
+            reply = self.request(name, {"op": "stop"}, timeout_s=STOP_TIMEOUT_S)
             if reply is not None:
                 record.final = reply.get("stats")
             record.state = "stopped"
