@@ -159,6 +159,15 @@ class Build:
         }
         return manifest, fds, temporary
 
+    def close_calls_to(self, system: System, name: str) -> None:
+        """Close our copy of the serving end of every protected-call channel ``name`` answers,
+        once it is gone for good: a caller still waiting on it gets end-of-file (a failed call)
+        instead of waiting for ever."""
+        for ch in system.channels.values():
+            objs = self.channels.get(ch.name)
+            if ch.pp and ch.pp != name and name in ch.ends and objs is not None and objs.call:
+                objs.call[1].close()
+
     def close(self) -> None:
         for region in self.regions.values():
             region.close()

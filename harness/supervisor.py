@@ -383,6 +383,7 @@ class Supervisor:
                 record.final = reply.get("stats")
             record.state = "stopped"
             self._reap(record)
+            self.build.close_calls_to(self.system, name)   # its callers must not wait for it
         self._close()
         return self.summary()
 

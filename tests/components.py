@@ -53,6 +53,22 @@ class Caller(Component):
         self.finish()
 
 
+class KeepsCalling(Component):
+    """Calls its peer every 2 ms and counts the answers and the failures."""
+
+    def init(self) -> None:
+        self.channel = next(iter(self.channels.values()))
+        self.set_timer(self.now(), "call")
+
+    def timeout(self, token) -> None:
+        try:
+            self.ppcall(self.channel, {"x": 1})
+            self.count("answered")
+        except ProtectedCallError:
+            self.count("call_failed")
+        self.set_timer(self.now() + 2_000_000, "call")
+
+
 class CallsUpward(Component):
     """Holds the callee end of a channel but tries to call through it (not granted)."""
 

@@ -120,6 +120,18 @@ def test_protected_call_and_notification(tmp_path):
     assert summary["components"]["high"]["stats"]["extra"] == {"calls": 2, "wakeups": 1}
 
 
+def test_a_caller_still_calling_when_its_callee_has_stopped_stops_too(tmp_path):
+    # the callee (no queues, higher priority) is stopped first; the caller's next call must
+    # fail at once rather than wait for ever, so the caller answers its own stop
+    text = CALLS.replace("tests.components:Caller", "tests.components:KeepsCalling")
+    proc, summary = run_system(tmp_path, text, "--duration", "1")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "did not exit" not in proc.stdout + proc.stderr
+    low = summary["components"]["low"]
+    assert low["state"] == "stopped" and low["faults"] == []
+    assert low["stats"] is not None and low["stats"]["counters"]["answered"] > 10
+
+
 def test_callee_end_cannot_call(tmp_path):
     text = CALLS.replace("tests.components:Callee", "tests.components:CallsUpward")
     proc, _summary = run_system(tmp_path, text, "--duration", "1")
