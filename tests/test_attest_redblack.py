@@ -10,10 +10,7 @@ import json
 import re
 import secrets
 import shutil
-import subprocess
 from pathlib import Path
-
-import pytest
 
 from gateway import attest
 from gateway.attest_cli import main as attest_main
@@ -22,7 +19,7 @@ from harness.captable import capabilities
 from harness.cli import main as capnet_main
 from harness.description import load
 from tests.capnet_run import ROOT
-from tests.test_attest import need_tool, wg_pubkey
+from tests.test_attest import wg_pubkey
 
 EXAMPLE = ROOT / "examples" / "redblack-gateway.toml"
 POLICY = ROOT / "examples" / "redblack-gateway.policy.toml"
@@ -82,17 +79,6 @@ def test_only_the_attester_is_granted_the_signing_key():
     for name in system.components:
         granted = any("attest.key" in detail for _, _, detail in capabilities(system, name))
         assert granted == (name == "attester"), name
-
-
-@pytest.fixture
-def netns():
-    need_tool("ip")
-    name = f"cnatt-{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def test_the_example_runs_attests_and_verifies(tmp_path, netns, capsys):

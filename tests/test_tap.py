@@ -4,26 +4,9 @@ veth pair) the tests create."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import uuid
-
-import pytest
 
 from tests.capnet_run import run_system
-
-
-@pytest.fixture
-def netns():
-    if shutil.which("ip") is None:
-        pytest.fail("iproute2 is required (bash scripts/dev installs it)")
-    name = f"capnet-t{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
-
 
 SYSTEM = """
 [system]

@@ -1,14 +1,13 @@
 """netstack.tcp against the Linux kernel's TCP, the TCP core alone.
 
-A TUN device (bare IPv4 packets) is created, moved into a network namespace this test makes
-(kernel side 10.99.0.1/24), and driven from here with a minimal IPv4 shim around a TcpLayer
+A TUN device (bare IPv4 packets) is created by the harness's own device opener inside a network
+namespace this test makes (kernel side 10.99.0.1/24), and driven from here with a minimal IPv4 shim around a TcpLayer
 (10.99.0.2) on the real clock, with seeded loss on our side of the device. The kernel's own
 sockets (a Python client or server run in the namespace) are the peer.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import random
 import select
@@ -18,14 +17,16 @@ import subprocess
 import sys
 import time
 from ipaddress import ip_address
+from pathlib import Path
 
 import pytest
 
+from harness.description import DeviceSpec
+from harness.devices import open_device
 from netstack.tcp import Accepted, PeerClosed, TcpConfig, TcpLayer
 from netstack.wire.checksum import internet_checksum
 
 KERNEL, US = ip_address("10.99.0.1"), ip_address("10.99.0.2")
-TUNSETIFF, IFF_TUN, IFF_NO_PI = 0x400454CA, 0x0001, 0x1000
 SIZE = 2_000_000
 
 
@@ -50,14 +51,9 @@ class KernelPeer:
         self.ident = 0
         subprocess.run(["ip", "netns", "add", self.ns], check=True)
         try:
-            self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
-            fcntl.ioctl(self.fd, TUNSETIFF,
-                        struct.pack("16sH", self.dev.encode(), IFF_TUN | IFF_NO_PI))
-            for cmd in (["ip", "link", "set", self.dev, "netns", self.ns],
-                        ["ip", "-n", self.ns, "addr", "add", f"{KERNEL}/24", "dev", self.dev],
-                        ["ip", "-n", self.ns, "link", "set", self.dev, "up"],
-                        ["ip", "-n", self.ns, "link", "set", "lo", "up"]):
-                subprocess.run(cmd, check=True)
+            self.fd = open_device(Path("."), DeviceSpec("tun", "rw", "", self.dev, self.ns,
+                                                        f"{KERNEL}/24"))
+            subprocess.run(["ip", "-n", self.ns, "link", "set", "lo", "up"], check=True)
         except BaseException:
             self.close()
             raise
