@@ -14,6 +14,8 @@ import numpy as np
 from shmring.descriptor import DESC_DTYPE
 
 REJECT_REASONS = ("bad_offset", "bad_alignment", "bad_length", "duplicate")
+SMALL = 16     # batches up to this size are checked in plain Python: numpy's per-call cost
+               # (a few microseconds each, about ten calls) dwarfs the work for a handful
 
 
 def _bump(counters: dict, key: str, n: int) -> None:
@@ -34,6 +36,7 @@ class BufferLedger:
         self._ushift = np.uint64(self._shift)
         self._scratch = np.zeros(self.nbuf, dtype=np.intp)    # buffer -> position in a batch
         self._positions = np.arange(256, dtype=np.intp)
+        self._held_bytes = memoryview(self.held.view(np.uint8))   # the same flags, cheap to index
 
     def hold_initial(self, first: int, count: int) -> None:
         if first < 0 or count < 0 or first + count > self.nbuf:
@@ -68,6 +71,13 @@ class BufferLedger:
         n = len(batch)
         if not n:
             return batch
+        if n <= SMALL:
+            return self._filter_small(batch, counters, want_held, reason)
+        return self._filter_vectorised(batch, counters, want_held, reason)
+
+    def _filter_vectorised(self, batch: np.ndarray, counters: dict, want_held: bool,
+                           reason: str) -> np.ndarray:
+        n = len(batch)
         index, ok = self._index(batch, counters)
         if ok is None and self._all_move(index, want_held):
             return batch
@@ -89,6 +99,41 @@ class BufferLedger:
         lost = n - kept - (0 if ok is None else n - np.count_nonzero(ok))
         _bump(counters, reason, lost)
         return batch if kept == n else batch[good]
+
+    def _filter_small(self, batch: np.ndarray, counters: dict, want_held: bool, reason: str,
+                      ) -> np.ndarray:
+        """``_filter`` for a few descriptors, one at a time, with the same verdicts: of a buffer
+        named twice the last one stays, as numpy's fancy assignment leaves it."""
+        held, nbuf, size = self._held_bytes, self.nbuf, self.buffer_size
+        shift, misalign = self._shift, size - 1
+        state = 1 if want_held else 0
+        keep: list[int] = []
+        taken: set[int] = set()
+        rejected = {"bad_offset": 0, "bad_alignment": 0, "bad_length": 0, reason: 0}
+        rows = list(zip(batch["offset"].tolist(), batch["length"].tolist(), strict=True))
+        for pos in range(len(rows) - 1, -1, -1):
+            offset, length = rows[pos]
+            index = offset >> shift
+            if index >= nbuf:
+                rejected["bad_offset"] += 1
+            elif offset & misalign:
+                rejected["bad_alignment"] += 1
+            elif length > size:
+                rejected["bad_length"] += 1
+            elif held[index] != state or index in taken:
+                rejected[reason] += 1
+            else:
+                taken.add(index)
+                keep.append(pos)
+        flip = 0 if want_held else 1
+        for index in taken:
+            held[index] = flip
+        for key, count in rejected.items():
+            _bump(counters, key, count)
+        if len(keep) == len(rows):
+            return batch
+        keep.reverse()
+        return batch[keep]
 
     def _all_move(self, index: np.ndarray, want_held: bool) -> bool:
         """The usual case, in few numpy calls: every buffer in the right state and named once;
