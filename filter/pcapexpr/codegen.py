@@ -14,6 +14,9 @@ from filter.pcapexpr.linktypes import (
     LINKTYPE_IPV4,
     LINKTYPE_IPV6,
     LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_LOOP,
+    LINKTYPE_NULL,
     LinkLayout,
 )
 from filter.pcapexpr.syntax import (
@@ -99,6 +102,20 @@ class Generator:
         return Compare("=", loaded, const(value & mask))
 
     # -- link layer ----------------------------------------------------------------------
+    def loopback_linktype(self, proto: int) -> Pred:
+        """gen_loopback_linktype: the 4-byte address family of DLT_NULL / DLT_LOOP. IPv4 is
+        AF_INET (2) everywhere; IPv6's number differs between the BSDs (24, 28, 30), so any of
+        them matches; nothing else can. DLT_NULL's word is in the writer's byte order: as
+        libpcap on a little-endian host with a little-endian file, it is compared byte-swapped
+        (a capture written big-endian would need the other order, which libpcap takes from the
+        file's header; a rule compiles without the file, so little-endian is assumed)."""
+        families = {ETHERTYPE_IP: (2,), ETHERTYPE_IPV6: (24, 28, 30)}.get(proto)
+        if families is None:
+            return FALSE
+        if self.layout.linktype == LINKTYPE_NULL:
+            families = tuple(int.from_bytes(f.to_bytes(4, "little"), "big") for f in families)
+        return disj(*(self.cmp(self.off_linktype, 0, 4, f) for f in families))
+
     def linktype(self, proto: int) -> Pred:
         """gen_linktype: the frame carries network protocol `proto` (an ethertype or LLC SAP)."""
         if self.label_depth > 0:
@@ -119,6 +136,10 @@ class Generator:
             if proto in (0x809B, 0x80F3):
                 raise fail("AppleTalk (SNAP) matching is not supported", self.col)
             return self.cmp(self.off_linktype, 0, 2, proto)
+        if lt in (LINKTYPE_NULL, LINKTYPE_LOOP):
+            return self.loopback_linktype(proto)
+        if lt == LINKTYPE_LINUX_SLL2:     # libpcap compares the protocol field as it is, even
+            return self.cmp(self.off_linktype, 0, 2, proto)     # for LLC SAPs (unlike v1)
         if lt == LINKTYPE_LINUX_SLL:
             if proto <= ETHERMTU:
                 if proto in (0xFE, 0x06, 0xF0):

@@ -2,11 +2,14 @@
 
 from dataclasses import dataclass
 
+LINKTYPE_NULL = 0          # BSD loopback: a 4-byte address family in the writer's byte order
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108        # OpenBSD loopback: the same family word in network byte order
 LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276  # Linux cooked v2: the protocol first, 20 bytes of header
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,9 @@ class LinkLayout:
 
 
 LAYOUTS = {
+    LINKTYPE_NULL: LinkLayout(LINKTYPE_NULL, "NULL", 0, 4),
+    LINKTYPE_LOOP: LinkLayout(LINKTYPE_LOOP, "LOOP", 0, 4),
+    LINKTYPE_LINUX_SLL2: LinkLayout(LINKTYPE_LINUX_SLL2, "LINUX_SLL2", 0, 20),
     LINKTYPE_ETHERNET: LinkLayout(LINKTYPE_ETHERNET, "EN10MB", 12, 14),
     LINKTYPE_RAW: LinkLayout(LINKTYPE_RAW, "RAW", None, 0),
     LINKTYPE_LINUX_SLL: LinkLayout(LINKTYPE_LINUX_SLL, "LINUX_SLL", 14, 16),
