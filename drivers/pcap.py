@@ -142,6 +142,8 @@ class Replay(Origin):
             if self.due is not None:
                 want = min(want, self._due_count(now))
                 if want == 0:
+                    # paced, and the next frame's buffer is here: no wake-up for returns
+                    self.out.want_returns = not self._sendable()
                     self.set_timer(self.started + self._due_at(self.k), "produce")
                     return
             if self.resident:
@@ -149,16 +151,24 @@ class Replay(Origin):
             else:
                 buffers = self.pool.take(min(want, self.out.space()))
                 if not len(buffers):
+                    self.out.want_returns = True
                     return                    # wait for buffers to come back
                 sent = self._send(buffers, now)
             sent_this_turn += sent
             if sent == 0:
+                self.out.want_returns = True     # out of buffers or ring room: wake on returns
                 return
         if self.k >= total or (self.deadline is not None and self.now() >= self.deadline):
             self.finish()
             self.k = total
             return
         self.set_timer(self.now(), "produce")
+
+    def _sendable(self) -> bool:
+        """Whether the next frame could go now (its buffer is here and the ring has room)."""
+        if self.out.space() == 0:
+            return False
+        return bool(self.home[self.k % self.n]) if self.resident else len(self.pool) > 0
 
     def _due_at(self, k: int) -> int:
         loop, i = divmod(k, self.n)

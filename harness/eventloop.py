@@ -125,6 +125,7 @@ class Runtime:
             return 1
         self._cpu_start = time.process_time_ns()
         looked = time.monotonic_ns()
+        spun = False
         while not self._stopping:
             self._fire_timers()
             if self._stopping:
@@ -136,12 +137,25 @@ class Runtime:
                 if not self._dispatch_all(waiter.ready()):
                     return 1
                 continue
-            if self._offer_queues() or self._arm_all():
+            if self._offer_queues():
+                spun = False
                 continue
             timeout = self._timeout_ns()
             if self._settle():      # released buffers wait for room: look again soon
                 timeout = SETTLE_NS if timeout is None else min(timeout, SETTLE_NS)
-            keys = waiter.wait(timeout, SPIN_NS, poll=self._any_pending)
+            if not spun and SPIN_NS and timeout != 0:
+                # spin before asking for signals: a peer then has no eventfd to write while
+                # this end is awake anyway (on a VM a write that wakes a halted CPU is dear)
+                spun = True
+                budget = SPIN_NS if timeout is None else min(SPIN_NS, timeout)
+                if waiter.spin(budget, self._any_pending):
+                    spun = False
+                continue
+            if self._arm_all():
+                spun = False
+                continue
+            keys = waiter.wait(timeout, 0)
+            spun = False
             self._stalled.clear()       # news, or a bounded sleep ended: offer everything again
             if keys:
                 looked = time.monotonic_ns()
@@ -179,6 +193,8 @@ class Runtime:
     def _arm_all(self) -> bool:
         ready = False
         for q in self._incoming():
+            if q.role == "producer" and not q.want_returns:
+                continue
             if q.arm() and q.name not in self._stalled:
                 q.disarm()
                 ready = True

@@ -48,6 +48,7 @@ class _Frames:
 
 class _DiodeEnd:
     kind = "diode"
+    want_returns = True     # as a queue end's: wake on freed slots (see shmring.queue)
 
     def __init__(self, name: str, rings: Region, data: Region, capacity: int,
                  buffer_size: int) -> None:

@@ -89,10 +89,8 @@ class Waiter:
         The timeout counts from the call: spinning uses it up first."""
         start = time.monotonic_ns()
         if poll is not None and spin_ns > 0:
-            end = start + (spin_ns if timeout_ns is None else min(spin_ns, timeout_ns))
-            while time.monotonic_ns() < end:
-                if poll():
-                    return []
+            if self.spin(spin_ns if timeout_ns is None else min(spin_ns, timeout_ns), poll):
+                return []
         if timeout_ns is not None and timeout_ns < MAX_BLOCK_NS:
             left = start + timeout_ns - time.monotonic_ns()
             if left <= 0:
@@ -105,6 +103,15 @@ class Waiter:
         else:
             events = self._epoll.poll(MAX_BLOCK_NS / 1e9)
         return [self._keys[fd] for fd, _ in events if fd in self._keys]
+
+    @staticmethod
+    def spin(budget_ns: int, poll) -> bool:
+        """Poll ``poll()`` for up to ``budget_ns``; whether it found work."""
+        end = time.monotonic_ns() + budget_ns
+        while time.monotonic_ns() < end:
+            if poll():
+                return True
+        return False
 
     def ready(self) -> list:
         """Keys of the fds ready now, without waiting."""

@@ -64,6 +64,10 @@ class QueueEnd:
             self._out = RingProducer(rings.mem, free, capacity)
         self._dirty = False
         self._unreleased: list[np.ndarray] = []   # released, no room on the free ring yet
+        # a producer with buffers enough to go on may set this False: its runtime then asks
+        # for no wake-up when buffers come back (they are taken at its next turn), so its
+        # consumer is spared an eventfd write per release
+        self.want_returns = True
         self.counters: dict[str, int] = {}
 
     # -- producer side -------------------------------------------------------------------------
