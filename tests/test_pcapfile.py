@@ -385,13 +385,26 @@ def test_truncated_pcapng_names_the_block_and_keeps_the_prefix():
 @pytest.mark.parametrize("mangle,message", [
     (lambda b, o: b[:o + 8] + struct.pack("<I", 10**6) + b[o + 12:], "exceeds snaplen"),
     (lambda b, o: b[:o + 8] + struct.pack("<I", 0xFFFFFFF0) + b[o + 12:], "exceeds snaplen"),
-    (lambda b, o: b[:o + 4] + struct.pack("<I", 2_000_000) + b[o + 8:], "fraction"),
 ])
 def test_crafted_classic_records_are_rejected_at_their_offset(mangle, message):
     buf, offsets = classic(frames(5), [T0 + i * 1000 for i in range(5)])
     result = scan(mangle(buf, offsets[3]))
     assert len(result.records) == 3
     assert result.error.offset == offsets[3] and message in result.error.message
+
+
+@pytest.mark.parametrize("nano", [False, True])
+def test_a_fraction_past_the_second_is_carried_as_libpcap_reads_it(nano):
+    """tcpdump's own test captures hold such records (timestamp_invalid_*.pcap): libpcap
+    reads every record, and so do we."""
+    stamps = [T0 + i * 1000 for i in range(5)]
+    buf, offsets = classic(frames(5), stamps, nano=nano)
+    second = 10**9 if nano else 10**6
+    sec = struct.unpack_from("<I", buf, offsets[3])[0]
+    crafted = buf[:offsets[3] + 4] + struct.pack("<I", second + 7) + buf[offsets[3] + 8:]
+    result = scan(crafted)
+    assert result.error is None and len(result.records) == 5
+    assert int(result.records["ts_ns"][3]) == (sec + 1) * 10**9 + 7 * (1 if nano else 1000)
 
 
 def pcapng_cases():
