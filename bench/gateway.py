@@ -1,16 +1,23 @@
-"""``capnet bench gateway [--json FILE] [--seconds S]``: the WireGuard gateway against
-wireguard-go, measured in the same run.
+"""``capnet bench gateway [--json FILE] [--seconds S] [--rounds N]``: the WireGuard gateway
+against wireguard-go, measured in the same run.
 
 1. core: the sans-I/O ``Device`` sealing 1420-byte packets in one process (packets per
    second of CPU time);
 2. gateway: UDP packets of 1420 bytes (IP) flooded from the red namespace through capnet's
-   gateway system to wireguard-go; the rate that arrives behind wireguard-go, and the gw
-   component's own capacity (packets it sealed per second of its busy time);
+   gateway system to wireguard-go; the rate that arrives behind wireguard-go (median of N
+   floods), and the gw component's own capacity (packets it sealed per second of its busy
+   time);
 3. wireguard-go: the same flood between two wireguard-go instances in two namespaces joined by
-   a veth pair;
-4. handshake: capnet's handshake core against wireguard-go over UDP (median of 20), and
-   through the whole system (gw -> key component by protected call -> wireguard-go): the
-   first ping's round trip minus the median of the next five.
+   a veth pair, set up alongside and flooded alternately with 2. (capnet, wg-go, wg-go,
+   capnet, …) so both see the same background load; the ratio is of the two medians, and
+   each round's ratio is listed;
+4. handshake: capnet's handshake core against wireguard-go over UDP (median of 20, with its
+   parts), and through the whole system (gw -> key component by protected call ->
+   wireguard-go): the first ping's round trip minus the median of the next ten, and the same
+   handshake timed inside the gw component (first packet staged -> sent; see
+   ``Gateway.stats()["first_handshake_us"]``), with the key calls' wall and CPU time;
+5. component: the gw component alone in one process on real queues (``bench.gateway_component``):
+   packets sealed per second of its CPU time, without the other processes' load.
 
 Needs root, iproute2, wireguard-go and wg. The ratio gateway / wireguard-go is reported, and
 how often the red NIC paused reading for want of buffers (``red_nic_rx_pauses``: the gateway
@@ -20,6 +27,7 @@ path was the bottleneck that often).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
@@ -31,6 +39,8 @@ import time
 import uuid
 from pathlib import Path
 
+from bench import gateway_component
+from bench.wgpeer import Tunnel
 from gateway.wireguard import Device, encode_key, noise
 from gateway.wireguard.config import PeerConfig, WgConfig
 
@@ -112,7 +122,7 @@ s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); s.setti
 def csum(b):
     v = sum(struct.unpack('!%dH' % (len(b) // 2), b)); v = (v >> 16) + (v & 0xffff)
     return ~(v + (v >> 16)) & 0xffff
-for seq in range(6):
+for seq in range(11):
     h = struct.pack('!BBHHH', 8, 0, 0, 0x4343, seq) + b'rtt!'
     t = time.perf_counter()
     s.sendto(h[:2] + struct.pack('!H', csum(h)) + h[4:], (sys.argv[1], 0))
@@ -124,33 +134,63 @@ for seq in range(6):
 """
 
 
-def bench_gateway(seconds: float) -> dict:
-    """Through the capnet gateway system: packets/s arriving behind wireguard-go, packets/s the
-    gw component seals per second of its own CPU time, and the handshake's cost as seen by the
-    first ping (first round trip minus the median of the next five)."""
-    root = str(Path(__file__).resolve().parent.parent)
-    if root not in sys.path:                            # the repository's tests package
-        sys.path.insert(0, root)
-    from tests.test_gateway_interop import Tunnel  # the interop tests' real set-up
-    with tempfile.TemporaryDirectory() as tmp:
+def bench_gateway(seconds: float, rounds: int) -> dict:
+    """Through the capnet gateway system: packets/s arriving behind wireguard-go, against two
+    wireguard-go instances flooded the same way, in alternating floods (ABBA…) so both see the
+    same background load; packets/s the gw component seals per second of its own CPU time;
+    and the handshake's cost as seen by the first ping (first round trip minus the median of
+    the next ten) and inside the gw component."""
+    rates, wgo = [], []
+    with tempfile.TemporaryDirectory() as tmp, wireguard_go_pair() as wgo_flood:
         t = Tunnel(Path(tmp))
         try:
             rtts = [float(x) for x in t.in_ns(t.red_ns, RTTS, "10.200.0.2").stdout.split()]
-            assert len(rtts) == 6, "no tunnel"
-            rate = _flood(t.red_ns, t.black_ns, "10.200.0.2", seconds)
+            if len(rtts) != 11:
+                raise RuntimeError("no tunnel: " + " ".join(map(str, rtts)))
+            capnet_flood = lambda: _flood(t.red_ns, t.black_ns, "10.200.0.2", seconds)  # noqa: E731
+            for r in range(rounds):
+                if r % 2:
+                    wgo.append(wgo_flood(seconds))
+                    rates.append(capnet_flood())
+                else:
+                    rates.append(capnet_flood())
+                    wgo.append(wgo_flood(seconds))
             components = t.stop()["components"]
             extra = components["gw"]["stats"]["extra"]
+            keys = components["keys"]["stats"]["extra"].get("cpu", {})
             pauses = components["red"]["stats"]["extra"].get("rx_pauses", 0)
         finally:
             t.close()
     busy = extra["busy_seal_ns"] / 1e9
-    return {"rate": rate, "capacity": extra["wireguard"].get("sent", 0) / busy if busy else 0.0,
+    sent = extra["wireguard"].get("sent", 0)
+    timeline = extra["first_handshake_us"]
+    span = lambda a, b: (timeline[b] - timeline[a]) / 1000   # noqa: E731
+    calls = extra.get("key_calls", {})
+    ms = lambda ns: ns / 1e6 if ns is not None else float("nan")  # noqa: E731
+    return {"rate": statistics.median(rates), "rates": rates, "wgo": wgo,
+            "capacity": sent / busy if busy else 0.0,
             "first_ping_ms": rtts[0], "handshake_ms": rtts[0] - statistics.median(rtts[1:]),
-            "red_rx_pauses": pauses}
+            "red_rx_pauses": pauses,
+            "seal_batch_mean": sent / extra["seal_batches"] if extra.get("seal_batches") else 0,
+            # timestamps inside the components: from the first packet staged to it leaving
+            # for the black NIC (the delay the handshake adds to it), of which the initiation's
+            # trip out and the response's trip in (black NIC twice and wireguard-go); each key
+            # call as the gw waited for it, and the key component's CPU time for it (the
+            # initiation was made ahead: only the response's call is on the path)
+            "handshake_in_gw_ms": span("staged", "data_out"),
+            "handshake_initiation_out_ms": span("staged", "initiation_out"),
+            "handshake_black_and_peer_ms": span("initiation_out", "response_in"),
+            "handshake_response_to_data_ms": span("response_in", "data_out"),
+            "key_call_receive_ms": ms(calls.get("receive", {}).get("mean_ns")),
+            "key_cpu_receive_ms": ms(keys.get("receive", {}).get("mean_ns")),
+            "key_call_prefetch_ms": ms(calls.get("prefetch", {}).get("mean_ns")),
+            "initiations_made_ahead_used": extra.get("initiations_made_ahead_used", 0)}
 
 
-def bench_handshake(rounds: int = 20) -> float:
-    """Median time for capnet's handshake core to complete a handshake with wireguard-go."""
+def bench_handshake(rounds: int = 20) -> dict:
+    """Median time (ms) for capnet's handshake core to complete a handshake with wireguard-go:
+    ``total``, and its parts ``initiate`` (making message 1), ``peer_and_wire`` (sendto until
+    wireguard-go's response is read) and ``consume`` (message 2 to transport keys)."""
     tag = uuid.uuid4().hex[:6]
     ns, iface = f"capnet-bh{tag}", f"wgh{tag}"
     ours, theirs = noise.generate_private_key(), noise.generate_private_key()
@@ -174,8 +214,11 @@ def bench_handshake(rounds: int = 20) -> float:
         script = HANDSHAKE.format(ours=ours.hex(), theirs=noise.public_key(theirs).hex(),
                                   rounds=rounds)
         out = _ns_run(ns, sys.executable, "-c", script, cwd=str(Path(__file__).parent.parent))
-        times = [float(x) for x in out.stdout.split()]
-        return statistics.median(times) if times else float("nan")
+        rows = [[float(x) for x in line.split()] for line in out.stdout.splitlines()]
+        if not rows:
+            return {"total": float("nan")}
+        return {part: statistics.median(r[i] for r in rows)
+                for i, part in enumerate(("total", "initiate", "peer_and_wire", "consume"))}
     finally:
         if wg is not None and wg.poll() is None:
             wg.terminate()
@@ -188,19 +231,27 @@ import socket, time
 from gateway.wireguard import Handshaker
 hs = Handshaker(bytes.fromhex('{ours}'), {{bytes.fromhex('{theirs}'): bytes(32)}})
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0)); s.settimeout(2)
+hs.prepare()                # as the key component does, ahead of each initiation
 for i in range({rounds}):
     time.sleep(0.03)        # wireguard-go accepts at most 50 initiations/s from a peer
-    t = time.perf_counter()
-    s.sendto(hs.initiate(bytes.fromhex('{theirs}'), time.monotonic_ns()), ('127.0.0.1', 51830))
+    t0 = time.perf_counter()
+    m = hs.initiate(bytes.fromhex('{theirs}'), time.monotonic_ns())
+    t1 = time.perf_counter()
+    s.sendto(m, ('127.0.0.1', 51830))
     d = s.recv(2000)
+    t2 = time.perf_counter()
     o = hs.receive(d, b'', time.monotonic_ns(), False)
-    if o.session is not None:
-        print((time.perf_counter() - t) * 1000)
+    t3 = time.perf_counter()
+    if o.session is not None:   # total, our initiation, wireguard-go and the wire, our consume
+        print(*((b - a) * 1000 for a, b in ((t0, t3), (t0, t1), (t1, t2), (t2, t3))))
+    hs.prepare()
 """
 
 
-def bench_wireguard_go(seconds: float) -> float:
-    """Packets/s between two wireguard-go instances in two namespaces over a veth pair."""
+@contextlib.contextmanager
+def wireguard_go_pair():
+    """Two wireguard-go instances in two namespaces joined by a veth pair; yields
+    ``flood(seconds)`` -> packets/s through their tunnel."""
     tag = uuid.uuid4().hex[:6]
     nss = [f"capnet-ga{tag}", f"capnet-gb{tag}"]
     keys = [noise.generate_private_key() for _ in nss]
@@ -233,7 +284,7 @@ def bench_wireguard_go(seconds: float) -> float:
             _ns_run(ns, "ip", "link", "set", iface, "mtu", "1420", "up")
         _ns_run(nss[0], sys.executable, "-c", "import socket; s=socket.socket(2,2); "
                 "s.sendto(b'x', ('10.201.0.2', 9))")
-        return _flood(nss[0], nss[1], "10.201.0.2", seconds)
+        yield lambda seconds: _flood(nss[0], nss[1], "10.201.0.2", seconds)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -249,17 +300,22 @@ def main(argv: list[str] | None = None) -> int:
         description="WireGuard tunnel throughput and handshake time: capnet vs wireguard-go")
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each flood")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="floods of each kind, alternating capnet and wireguard-go")
     args = parser.parse_args(argv)
     if args.seconds <= 0:
         parser.error("--seconds must be positive")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if os.geteuid() != 0:
         print("capnet bench gateway: needs root (network namespaces)", file=sys.stderr)
         return 2
     core = bench_core()
-    system = bench_gateway(args.seconds)
+    component = gateway_component.run()
+    system = bench_gateway(args.seconds, args.rounds)
     gw, gw_capacity = system["rate"], system["capacity"]
-    handshake_ms = bench_handshake()
-    wgo = bench_wireguard_go(args.seconds)
+    wgo = statistics.median(system["wgo"])
+    handshake = bench_handshake()
     gbit = lambda pps: pps * PACKET * 8 / 1e9   # noqa: E731
     result = {
         "packet_bytes": PACKET,
@@ -267,11 +323,21 @@ def main(argv: list[str] | None = None) -> int:
         "gateway_pps": round(gw), "gateway_gbit": round(gbit(gw), 3),
         "gw_component_seal_pps": round(gw_capacity),
         "gw_component_seal_gbit": round(gbit(gw_capacity), 3),
+        "gw_component_alone_seal_pps": round(component["pps"]),
+        "gw_component_alone_seal_gbit": round(gbit(component["pps"]), 3),
         "wireguard_go_pps": round(wgo), "wireguard_go_gbit": round(gbit(wgo), 3),
         "ratio_gateway_to_wireguard_go": round(gw / wgo, 3) if wgo else None,
-        "handshake_with_wireguard_go_ms": round(handshake_ms, 3),
+        "ratio_per_round": [round(a / b, 3) if b else None
+                            for a, b in zip(system["rates"], system["wgo"], strict=True)],
+        "handshake_with_wireguard_go_ms": round(handshake["total"], 3),
+        **{f"core_handshake_{k}_ms": round(v, 3) for k, v in handshake.items() if k != "total"},
         "system_handshake_ms": round(system["handshake_ms"], 3),
         "system_first_ping_ms": round(system["first_ping_ms"], 3),
+        **{f"system_{k}": round(system[k], 3) for k in (
+            "handshake_in_gw_ms", "handshake_initiation_out_ms", "handshake_black_and_peer_ms",
+            "handshake_response_to_data_ms", "key_call_receive_ms",
+            "key_cpu_receive_ms", "key_call_prefetch_ms", "initiations_made_ahead_used",
+            "seal_batch_mean")},
         "red_nic_rx_pauses": system["red_rx_pauses"],
     }
     for key, value in result.items():

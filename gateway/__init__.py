@@ -15,7 +15,9 @@ holds the static private key or a pre-shared key: it cannot impersonate the gate
 else, nor after it is cut off from KEY; while it runs it can only ask KEY for sessions with the
 peers the configuration names (sessions that expire after REJECT_AFTER_TIME).
 
-The protocol core is sans-I/O in ``gateway.wireguard`` (see its docstring for its API).
+The protocol core is sans-I/O in ``gateway.wireguard`` (see its docstring for its API);
+``gateway.remote.RemoteHandshaker`` is the data path's side of the protected call (with one
+initiation per peer made ahead of need).
 """
 
 from gateway.datapath import Gateway

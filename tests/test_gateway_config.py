@@ -58,3 +58,12 @@ def test_ip_and_udp_checksums_agree_with_scapy():
         assert checksum(header) == ref[IP].chksum
         udp = raw[20:26] + b"\0\0" + raw[28:]
         assert udp_checksum(raw[12:16], raw[16:20], udp) == ref[UDP].chksum
+
+
+def test_the_gateway_batch_option_is_checked_before_anything_starts():
+    from gateway.datapath import Gateway
+    good = {"address": "10.99.0.1"}
+    assert Gateway.preflight({**good, "batch": 256}, {}) == []
+    for bad in (0, 5000, "64", True, 1.5):
+        (problem,) = Gateway.preflight({**good, "batch": bad}, {})
+        assert problem.startswith("batch: ") and repr(bad) in problem

@@ -77,3 +77,43 @@ def test_batch_rekeys_after_messages_and_stages_when_the_key_is_spent():
     assert wm.INITIATION_TYPE in kinds                  # rekey after 5 messages
     assert counters2["staged"] > 0                      # after 8, the key is rejected
     assert opened2 == packets[:len(opened2)] and B_EP == shapes2[0][0][0]
+
+
+def test_batch_into_buffers_writes_what_send_batch_would_and_keeps_copies_of_staged_packets():
+    # the gateway's fast path: ciphertext written straight into a caller's buffers
+    sizes = [0, 17, 100, 1380, 1392]
+    data = [ip_packet("10.0.0.1", "10.0.0.2", bytes([n % 251]) * n) for n in sizes]
+    slot, headroom = 2048, 28
+    results = []
+    for into in (False, True):
+        a, b = make_pair()
+        red = bytearray(b"".join(data))                 # the packets as views of one buffer
+        views, at = [], 0
+        for p in data:
+            views.append(memoryview(red)[at:at + len(p)])
+            at += len(p)
+        staged_out = Output()
+        a.send_batch_into(views[:2], SECOND, staged_out)    # no session: staged, initiation
+        red[:] = bytes(len(red))                        # the caller reuses its buffers
+        (_, init), = staged_out.datagrams
+        (_, resp), = b.receive(init, A_EP, SECOND).datagrams
+        flushed = a.receive(resp, B_EP, SECOND).datagrams   # the staged packets, as copies
+        assert [p for _, d in flushed for p in b.receive(d, A_EP, SECOND).packets] == data[:2]
+        red[:] = b"".join(data)
+        out = Output()
+        if into:
+            black = bytearray(slot * len(views))
+            offsets = [i * slot + headroom for i in range(len(views))]
+            room = 16 + 1408 + 16                       # the last (1412-byte) packet does not fit
+            written = a.send_batch_into(views, 2 * SECOND, out, memoryview(black), offsets,
+                                        room)
+            got = [(ep, bytes(black[o:o + n]))
+                   for (ep, n), o in zip(written, offsets[:len(written)], strict=True)]
+            assert len(written) == len(data) - 1 and len(out.datagrams) == 1
+            datagrams = got + out.datagrams
+        else:
+            a.send_batch(views, 2 * SECOND, out)
+            datagrams = out.datagrams
+        assert [p for _, d in datagrams for p in b.receive(d, A_EP, 2 * SECOND).packets] == data
+        results.append(([(ep, len(d)) for ep, d in datagrams], dict(a.counters)))
+    assert results[0] == results[1]

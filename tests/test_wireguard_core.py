@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from gateway.wireguard import (
     ConfigError,
     Device,
+    Handshaker,
     Outcome,
     ReplayWindow,
     Timing,
@@ -235,6 +236,46 @@ def test_a_replayed_initiation_is_refused():
     assert b.receive(init, A_EP, SECOND).datagrams
     assert b.receive(init, A_EP, 2 * SECOND).datagrams == []
     assert b.counters["handshake.initiation_replayed"] == 1
+
+
+def test_prepared_initiations_complete_handshakes_each_with_a_fresh_ephemeral():
+    # the key component makes each next initiation ahead of time (all but the timestamp)
+    a, b = noise.generate_private_key(), noise.generate_private_key()
+    pa, pb = noise.public_key(a), noise.public_key(b)
+    psk = b"\x05" * 32
+    ours, theirs = Handshaker(a, {pb: psk}), Handshaker(b, {pa: psk})
+    ephemerals = set()
+    for round_ in range(1, 4):
+        assert ours.prepare() == (1 if round_ != 2 else 0)
+        now = round_ * SECOND
+        init = ours.initiate(pb, now)
+        ephemerals.add(wm.initiation_body(init)[:32])
+        answer = theirs.receive(init, bytes(6), now, False)
+        done = ours.receive(answer.reply, bytes(6), now, False)
+        assert answer.event == "initiation_accepted" and done.event == "response_accepted"
+        assert done.session.send_key == answer.session.recv_key
+        if round_ == 1:
+            ours.initiate(pb, now)             # nothing prepared: made on the spot
+            assert ours.prepare() == 1         # and a fresh one prepared for round 2
+    assert len(ephemerals) == 3
+
+
+def test_a_cookie_reply_to_an_initiation_made_ahead_is_taken_after_a_later_response():
+    # the gw holds an initiation made ahead; meanwhile the key holder answered the peer's own
+    # initiation (stamping a later mac1); the peer, under load, answers the held one's mac1
+    a, b = noise.generate_private_key(), noise.generate_private_key()
+    pa, pb = noise.public_key(a), noise.public_key(b)
+    ours, theirs = Handshaker(a, {pb: bytes(32)}), Handshaker(b, {pa: bytes(32)})
+    held = ours.initiate(pb, SECOND)
+    answer = ours.receive(theirs.initiate(pa, SECOND), bytes(6), SECOND, False)
+    assert answer.event == "initiation_accepted"
+    cookie = theirs.receive(held, bytes(6), 2 * SECOND, True)
+    assert cookie.event == "cookie_sent"
+    assert ours.receive(cookie.reply, bytes(6), 2 * SECOND, False).event == "cookie_received"
+    forged = bytearray(cookie.reply)
+    forged[-1] ^= 1
+    assert ours.receive(bytes(forged), bytes(6), 2 * SECOND, False).event == \
+        "cookie_reply_auth_failed"
 
 
 def test_wrong_psk_and_wrong_key_give_no_session():

@@ -3,8 +3,10 @@
 Public API:
 - ``parse_config(text, filename) -> WgConfig`` / ``ConfigError`` — the ``wg`` file format;
 - ``Handshaker`` — holds the private key; makes and consumes handshake messages, hands out
-  ``Session``s (transport keys + indices) and ``Outcome``s;
+  ``Session``s (transport keys + indices) and ``Outcome``s; ``prepare()`` makes each peer's
+  next initiation ahead of time (all but its timestamp); ``handshaker.warm_up()``;
 - ``Device`` — peers, cryptokey routing, transport data, replay window, timers; ``Output``;
+  ``send_batch_into`` seals straight into a caller's buffers;
 - ``Timing`` — the protocol's time and message limits (§6.1), overridable;
 - ``ReplayWindow`` — RFC 6479; ``noise`` and ``messages`` modules for the primitives and formats.
 """

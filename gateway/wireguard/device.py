@@ -4,7 +4,9 @@
 - ``send(packet, now)``: a packet from the plaintext side. Cryptokey routing (whitepaper §2):
   the peer is the one whose allowed-IPs hold the destination by longest prefix.
 - ``send_batch(packets, now, out)``: ``send`` for each packet, with the per-packet lookups of
-  the common case (a usable session) hoisted out of the loop (the gateway's fast path).
+  the common case (a usable session) hoisted out of the loop; ``send_batch_into(packets, now,
+  out, buf, offsets, room)`` writes those messages straight into a caller's buffers
+  (``encrypt_into``: no intermediate bytes; the gateway's fast path).
 - ``receive(datagram, source, now)``: a UDP payload from ``source`` = (host, port). Transport
   data is decrypted, checked against the replay window and the peer's allowed-IPs (§2: "the
   source IP of the decrypted packet must be in the sending peer's allowed IPs"); handshake
@@ -31,6 +33,7 @@ from gateway.wireguard.handshaker import Handshaker, Session
 from gateway.wireguard.peer import Keypair, Peer
 from gateway.wireguard.timers import SECOND, PeerTimers, Timing
 
+TAG_LEN = 16                                   # the AEAD tag
 PADDING = 16                                   # §5.4.6: plaintext padded to a multiple of 16
 _ZEROS = bytes(PADDING)
 _NONCE = struct.Struct("<4xQ")                 # 32 zero bits, then the counter (§5.4.6)
@@ -166,45 +169,87 @@ class Device:
         """``send`` for each of ``packets`` in turn, with the same outcome and counters: the
         common case (a usable session, an endpoint) is sealed here with its per-packet lookups
         hoisted out of the loop; every other packet takes ``send``'s own path."""
+        self.send_batch_into(packets, now, out)
+
+    def send_batch_into(self, packets, now: int, out: Output, buf=None, offsets=(),
+                        room: int = 0) -> list:
+        """``send_batch`` that writes each common-case transport message (header, ciphertext,
+        tag) straight into the writable buffer ``buf`` at the next of ``offsets``, if it fits in
+        ``room`` bytes, instead of appending it to ``out.datagrams``. Returns the
+        [(endpoint, message length)] written, one per offset used, in order. With ``buf`` None
+        every datagram goes to ``out``. ``packets`` may be views of memory the caller reuses:
+        only copies are kept (staged packets).
+
+        A run of packets to one peer is the common case: the peer, its keypair and what stays
+        true for the whole batch (``now`` is one instant) are looked up once per run."""
         lookup, datagrams, counters = self.routes.lookup_raw, out.datagrams, self.counters
         timing = self.timing
         reject_time, reject_messages = timing.reject_after_time, timing.reject_after_messages
         rekey_time, rekey_messages = timing.rekey_after_time, timing.rekey_after_messages
         mtu, pack_nonce, pack_header = self.mtu, _NONCE.pack, _HEADER.pack
-        transport = wm.TRANSPORT_TYPE
-        sent = 0
+        header_into = _HEADER.pack_into
+        transport, head = wm.TRANSPORT_TYPE, wm.TRANSPORT_HEADER_LEN
+        written: list = []
+        free = len(offsets) if buf is not None else 0
+        last_key = peer = kp = endpoint = encrypt = encrypt_into = None
+        remote = rekey_at = 0
+        rekey_now = timers_due = False
+        sent = used = 0
         for packet in packets:
             n = len(packet)
             if n >= 20 and packet[0] >> 4 == 4:
-                peer = lookup(packet[16:20])
+                key = bytes(packet[16:20])
             elif n >= 40 and packet[0] >> 4 == 6:
-                peer = lookup(packet[24:40])
+                key = bytes(packet[24:40])
             else:
-                self.send(packet, now, out)                 # counted there: not IP
+                self.send(bytes(packet), now, out)          # counted there: not IP
                 continue
-            kp = peer.current if peer is not None else None
-            if kp is None or peer.endpoint is None or now - kp.created >= reject_time or \
-                    kp.send_counter >= reject_messages:
-                self.send(packet, now, out)                 # no route, or needs a handshake
-                continue
+            if key != last_key:                             # a new run: look the peer up
+                peer = lookup(key)
+                kp = peer.current if peer is not None else None
+                if kp is None or peer.endpoint is None or now - kp.created >= reject_time:
+                    last_key = None
+                    self.send(bytes(packet), now, out)      # no route, or needs a handshake
+                    continue
+                last_key, endpoint, remote = key, peer.endpoint, kp.remote_index
+                encrypt, encrypt_into = kp.sender.encrypt, kp.sender.encrypt_into
+                rekey_now = kp.initiator and now - kp.created >= rekey_time
+                rekey_at = rekey_messages - 1 if kp.initiator else reject_messages
+                timers_due = True
             counter = kp.send_counter
+            if counter >= reject_messages:
+                last_key = None
+                self.send(bytes(packet), now, out)          # the key is spent: a handshake
+                continue
             kp.send_counter = counter + 1
-            padded = min(-(-n // PADDING) * PADDING, max(mtu, n))
-            if padded > n:
+            if timers_due:                                  # same ``now``: once per run
+                timers_due = False
+                timers = peer.timers
+                timers.data_sent(now)
+                if timers.persistent_interval:
+                    timers.authenticated_traversed(now)
+            if n & 15 and n < mtu:                          # §5.4.6 padding, up to the MTU
+                padded = min(n + 16 - (n & 15), mtu)
                 packet = bytes(packet) + _ZEROS[:padded - n]
-            datagrams.append((peer.endpoint, pack_header(transport, kp.remote_index, counter)
-                              + kp.sender.encrypt(pack_nonce(counter), packet, None)))
+            else:
+                padded = n
+            size = head + padded + TAG_LEN
+            if used < free and size <= room:
+                at = offsets[used]
+                used += 1
+                header_into(buf, at, transport, remote, counter)
+                encrypt_into(pack_nonce(counter), packet, None, buf[at + head:at + size])
+                written.append((endpoint, size))
+            else:
+                datagrams.append((endpoint, pack_header(transport, remote, counter)
+                                  + encrypt(pack_nonce(counter), packet, None)))
             sent += 1
             peer.tx_bytes += n
-            timers = peer.timers
-            timers.data_sent(now)
-            if timers.persistent_interval:
-                timers.authenticated_traversed(now)
-            if kp.initiator and (now - kp.created >= rekey_time
-                                 or kp.send_counter >= rekey_messages):
-                self._initiate(peer, now, out)
+            if rekey_now or counter >= rekey_at:
+                self._initiate(peer, now, out)              # §6.2: the initiator rekeys
         if sent:
             counters["sent"] = counters.get("sent", 0) + sent
+        return written
 
     def _usable(self, kp: Keypair | None, now: int) -> bool:
         return kp is not None and now - kp.created < self.timing.reject_after_time and \
@@ -316,6 +361,8 @@ class Device:
                 peer.next = None
             peer.previous, peer.current = peer.current, kp
             peer.timers.handshake_complete(now)
+            if peer.handshake_started is not None:
+                peer.handshake_ns = now - peer.handshake_started
             peer.handshake_started = None
             self._flush_staged(peer, now, out)
         else:

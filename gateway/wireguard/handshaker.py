@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import struct
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from gateway.wireguard import messages as wm
 from gateway.wireguard.macs import MacChecker, MacSigner
@@ -26,6 +26,7 @@ from gateway.wireguard.noise import (
     HandshakeError,
     Initiation,
     Response,
+    dh,
     public_key,
     tai64n,
 )
@@ -55,7 +56,11 @@ class Outcome:
     peer: bytes | None = None   # the authenticated peer, if any
 
     def to_wire(self) -> dict:
-        return asdict(self)
+        s = self.session
+        return {"event": self.event, "reply": self.reply, "peer": self.peer,
+                "session": None if s is None else {
+                    "peer": s.peer, "local_index": s.local_index, "remote_index": s.remote_index,
+                    "send_key": s.send_key, "recv_key": s.recv_key, "initiator": s.initiator}}
 
     @classmethod
     def from_wire(cls, d: dict) -> Outcome:
@@ -68,6 +73,7 @@ class _PeerState:
     psk: bytes
     signer: MacSigner
     pending: Initiation | None = None
+    prepared: Initiation | None = None        # the next initiation, all but its timestamp
     pending_index: int = 0
     last_timestamp: bytes = b""
     last_initiation_at: int | None = None
@@ -85,6 +91,12 @@ class Handshaker:
         self._random = random
         self._wall_ns = wall_ns
         self._index_peer: dict[int, bytes] = {}    # our handshake indices still awaited
+        self._static_static = {}                    # peer -> DH(S_priv, S_pub_peer), constant
+        for pub in peers:
+            try:
+                self._static_static[pub] = dh(private_key, pub)
+            except HandshakeError:                  # a low-order key: fails at use, as before
+                pass
 
     def _new_index(self, peer: bytes) -> int:
         while True:
@@ -97,12 +109,32 @@ class Handshaker:
         self._index_peer[index] = peer
         return index
 
+    def _new_initiation(self, peer: bytes, state: _PeerState) -> Initiation:
+        return Initiation(self._private, peer, state.psk, static_public=self.public,
+                          static_static=self._static_static.get(peer))
+
+    def prepare(self) -> int:
+        """Make each peer's next initiation ahead of time, all but its timestamp (a fresh
+        ephemeral key each, used once): ``initiate`` then only seals the timestamp. Returns
+        how many were made. Call it when idle, e.g. after ``initiate``."""
+        made = 0
+        for peer, state in self._peers.items():
+            if state.prepared is None:
+                try:
+                    state.prepared = self._new_initiation(peer, state)
+                    state.prepared.prepare()
+                except HandshakeError:              # a low-order peer key: fails at use
+                    state.prepared = None
+                    continue
+                made += 1
+        return made
+
     def initiate(self, peer: bytes, now: int) -> bytes:
         """A fresh initiation (message 1) to ``peer``; replaces any pending one."""
         state = self._peers[peer]
         if state.pending_index:
             self._index_peer.pop(state.pending_index, None)
-        hs = Initiation(self._private, peer, state.psk)
+        hs, state.prepared = state.prepared or self._new_initiation(peer, state), None
         body = hs.create(tai64n(self._wall_ns()))
         state.pending, state.pending_index = hs, self._new_index(peer)
         msg = wm.pack_initiation(state.pending_index, body)
@@ -125,7 +157,8 @@ class Handshaker:
         return self._response(datagram, now)
 
     def _initiation(self, datagram: bytes, now: int) -> Outcome:
-        hs = Response(self._private)
+        hs = Response(self._private, static_public=self.public,
+                      static_static=self._static_static)
         try:
             timestamp = hs.consume(wm.initiation_body(datagram))
         except HandshakeError:
@@ -176,3 +209,17 @@ class Handshaker:
         except HandshakeError:
             return Outcome("cookie_reply_auth_failed")
         return Outcome("cookie_received", peer=peer)
+
+
+def warm_up() -> None:
+    """One whole handshake (initiation, response, consumed response) between two throwaway
+    keys: a process that will answer handshakes runs every path once ahead of the first real
+    one (lazily set-up backends, Python's specialising interpreter), off its critical path."""
+    a, b = os.urandom(32), os.urandom(32)
+    pa, pb = public_key(a), public_key(b)
+    ours, theirs = Handshaker(a, {pb: ZERO_KEY}), Handshaker(b, {pa: ZERO_KEY})
+    for second in (1, 2):
+        now = second * 10**9
+        answer = theirs.receive(ours.initiate(pb, now), bytes(6), now, False)
+        done = ours.receive(answer.reply, bytes(6), now, False)
+        Outcome.from_wire(done.to_wire())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac as _hmac
 import os
+from collections import deque
 
 from gateway.wireguard import messages as wm
 from gateway.wireguard.noise import HandshakeError, hash_, mac, xaead_decrypt, xaead_encrypt
@@ -21,6 +22,7 @@ LABEL_MAC1 = b"mac1----"
 LABEL_COOKIE = b"cookie--"
 COOKIE_REFRESH_TIME = 120 * 10**9        # R_m changes, and a received cookie expires, after 2 min
 ZERO_MAC = bytes(16)
+RECENT_MAC1 = 4                          # our last messages a cookie reply may answer
 
 
 def mac1_key(public: bytes) -> bytes:
@@ -39,7 +41,7 @@ class MacSigner:
         self.cookie_key = cookie_key(peer_public)
         self.cookie: bytes | None = None
         self.cookie_time = 0
-        self.last_mac1 = b""
+        self.recent_mac1: deque[bytes] = deque(maxlen=RECENT_MAC1)   # newest last
 
     def stamp(self, msg: bytearray, now: int) -> bytearray:
         """Fill in mac1 and (with a fresh cookie) mac2 of an initiation or response, in place."""
@@ -47,18 +49,27 @@ class MacSigner:
         a, b = wm.MAC1_OFFSET[kind], wm.MAC2_OFFSET[kind]
         m1 = mac(self.mac1_key, bytes(msg[:a]))
         msg[a:b] = m1
-        self.last_mac1 = m1
+        self.recent_mac1.append(m1)
         fresh = self.cookie is not None and now - self.cookie_time < COOKIE_REFRESH_TIME
         msg[b:b + 16] = mac(self.cookie, bytes(msg[:b])) if fresh else ZERO_MAC
         return msg
 
     def consume_cookie_reply(self, datagram: bytes, now: int) -> None:
-        """Take the cookie of a reply to our last message. Raises HandshakeError if forged."""
-        if not self.last_mac1:
+        """Take the cookie of a reply to one of our recent messages (§5.4.7: its mac1 is the
+        AEAD's additional data). Recent, not only the last: an initiation made ahead of need
+        (``Handshaker.prepare``, ``gateway.remote``) may be sent after a response stamped
+        later. Raises HandshakeError if forged."""
+        if not self.recent_mac1:
             raise HandshakeError("cookie reply without a message of ours to answer")
         _receiver, nonce24, sealed = wm.cookie_reply_fields(datagram)
-        self.cookie = xaead_decrypt(self.cookie_key, nonce24, sealed, self.last_mac1)
-        self.cookie_time = now
+        for m1 in reversed(self.recent_mac1):
+            try:
+                self.cookie = xaead_decrypt(self.cookie_key, nonce24, sealed, m1)
+            except HandshakeError:
+                continue
+            self.cookie_time = now
+            return
+        raise HandshakeError("cookie reply to no recent message of ours")
 
 
 class MacChecker:

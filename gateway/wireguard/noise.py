@@ -14,21 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac as _hmac
+import os
 import struct
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
 from nacl.bindings import (
     crypto_aead_xchacha20poly1305_ietf_decrypt,
     crypto_aead_xchacha20poly1305_ietf_encrypt,
+    crypto_scalarmult,
+    crypto_scalarmult_base,
 )
 from nacl.exceptions import CryptoError
 
@@ -73,25 +69,29 @@ def mac(key: bytes, data: bytes) -> bytes:
 
 
 def dh(private: bytes, public: bytes) -> bytes:
-    """DH(private, public): X25519. An all-zero result (a low-order point) is rejected."""
+    """DH(private, public): X25519 (libsodium: half the time of the ``cryptography`` object
+    path here). An all-zero result (a low-order point) or a key of the wrong size is rejected."""
     try:
-        shared = X25519PrivateKey.from_private_bytes(private).exchange(
-            X25519PublicKey.from_public_bytes(public))
-    except ValueError as exc:
-        raise HandshakeError(f"X25519: {exc}") from None
-    return shared
+        return crypto_scalarmult(bytes(private), bytes(public))
+    except CryptoError:                     # libsodium refuses an all-zero shared secret
+        raise HandshakeError("X25519: low-order point or bad key") from None
 
 
 def public_key(private: bytes) -> bytes:
-    """DH-PUBKEY(private)."""
-    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes(
-        Encoding.Raw, PublicFormat.Raw)
+    """DH-PUBKEY(private): the fixed-base X25519 multiplication (clamping included)."""
+    try:
+        return crypto_scalarmult_base(bytes(private))
+    except CryptoError:
+        raise ValueError("X25519 private key must be 32 bytes") from None
 
 
 def generate_private_key() -> bytes:
-    """DH-GENERATE(): a fresh random X25519 private key (clamped by X25519 itself)."""
-    return X25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw,
-                                                     NoEncryption())
+    """DH-GENERATE(): 32 random bytes, clamped as wireguard-go's newPrivateKey does (RFC 7748
+    §5: clear bits 0-2 and 255, set bit 254)."""
+    key = bytearray(os.urandom(32))
+    key[0] &= 248
+    key[31] = (key[31] & 127) | 64
+    return bytes(key)
 
 
 def nonce(counter: int) -> bytes:
@@ -154,26 +154,43 @@ class Initiation:
     """
 
     def __init__(self, static_private: bytes, remote_static: bytes, psk: bytes = ZERO_KEY,
-                 ephemeral_private: bytes | None = None, prologue: bytes = IDENTIFIER) -> None:
+                 ephemeral_private: bytes | None = None, prologue: bytes = IDENTIFIER, *,
+                 static_public: bytes | None = None, static_static: bytes | None = None) -> None:
+        """``static_public`` and ``static_static`` (= DH(S_priv_i, S_pub_r)) may be given
+        precomputed: both are constant for a pair of peers (wireguard-go keeps them too)."""
         self.s = static_private
-        self.s_pub = public_key(static_private)
+        self.s_pub = static_public or public_key(static_private)
+        self.ss = static_static
         self.rs = remote_static
         self.psk = psk
         self.e = ephemeral_private if ephemeral_private is not None else generate_private_key()
         self.c, self.h = initial_state(prologue)
         self.h = hash_(self.h, remote_static)            # H = HASH(H || S_pub_r)
+        self._prefix: bytes | None = None
+        self._k: bytes | None = None
 
-    def create(self, payload: bytes) -> bytes:
+    def prepare(self) -> None:
+        """Everything of message 1 before its payload: the ephemeral key, both DHs and the
+        encrypted static key. Independent of the payload (the timestamp), so a key holder may
+        do it ahead of time; ``create`` then only seals the payload."""
+        if self._prefix is not None:
+            return
         e_pub = public_key(self.e)
         self.c = kdf(self.c, e_pub, 1)[0]                 # C = KDF1(C, E_pub_i)
         self.h = hash_(self.h, e_pub)                     # H = HASH(H || msg.ephemeral)
         self.c, k = kdf(self.c, dh(self.e, self.rs), 2)   # (C, κ) = KDF2(C, DH(E_priv_i, S_pub_r))
         static = aead_encrypt(k, 0, self.s_pub, self.h)   # msg.static = AEAD(κ, 0, S_pub_i, H)
         self.h = hash_(self.h, static)
-        self.c, k = kdf(self.c, dh(self.s, self.rs), 2)   # (C, κ) = KDF2(C, DH(S_priv_i, S_pub_r))
-        sealed = aead_encrypt(k, 0, payload, self.h)      # msg.timestamp = AEAD(κ, 0, TAI64N, H)
+        ss = self.ss or dh(self.s, self.rs)
+        self.c, self._k = kdf(self.c, ss, 2)              # (C, κ) = KDF2(C, DH(S_priv_i, S_pub_r))
+        self._prefix = e_pub + static
+
+    def create(self, payload: bytes) -> bytes:
+        self.prepare()
+        sealed = aead_encrypt(self._k, 0, payload, self.h)  # msg.timestamp = AEAD(κ, 0, TAI64N, H)
         self.h = hash_(self.h, sealed)
-        return e_pub + static + sealed
+        self._k = None
+        return self._prefix + sealed
 
     def consume_response(self, body: bytes) -> tuple[bytes, TransportKeys]:
         """Process message 2's body; returns (payload, transport keys). Raises HandshakeError."""
@@ -195,9 +212,13 @@ class Initiation:
 class Response:
     """The responder's side: ``consume`` message 1's body, then ``create`` message 2's."""
 
-    def __init__(self, static_private: bytes, prologue: bytes = IDENTIFIER) -> None:
+    def __init__(self, static_private: bytes, prologue: bytes = IDENTIFIER, *,
+                 static_public: bytes | None = None,
+                 static_static: dict[bytes, bytes] | None = None) -> None:
+        """``static_static`` maps a peer's public key to DH(S_priv_r, S_pub_i), precomputed."""
         self.s = static_private
-        self.s_pub = public_key(static_private)
+        self.s_pub = static_public or public_key(static_private)
+        self.ss = static_static or {}
         self.c, self.h = initial_state(prologue)
         self.h = hash_(self.h, self.s_pub)
         self.remote_static = b""
@@ -217,7 +238,7 @@ class Response:
         c, k = kdf(c, dh(self.s, e_i), 2)
         rs = aead_decrypt(k, 0, static, h)
         h = hash_(h, static)
-        c, k = kdf(c, dh(self.s, rs), 2)
+        c, k = kdf(c, self.ss.get(rs) or dh(self.s, rs), 2)
         payload = aead_decrypt(k, 0, sealed, h)
         self.h = hash_(h, sealed)
         self.c = c

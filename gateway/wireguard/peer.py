@@ -49,6 +49,7 @@ class Peer:
     last_initiation: int | None = None
     handshakes: int = 0
     last_handshake: int | None = None
+    handshake_ns: int | None = None           # our last handshake: first initiation to keys
     rx_bytes: int = 0
     tx_bytes: int = 0
 
