@@ -135,6 +135,7 @@ class Firewall(Component):
         self.counted: dict[int, list[int]] = {}
         self.last_expire = self.now()
         self._chunks: dict = {}
+        self._reasons: dict[int, str] = {}
         self._install(parse(text, self.rules_path))
 
     def _dropped_queue(self, outputs: dict):
@@ -264,18 +265,27 @@ class Firewall(Component):
         return _joined(parts, n)
 
     def _account(self, res, lengths) -> None:
-        lines, hits = np.unique(res.line, return_counts=True)
-        for line, k in zip(lines.tolist(), hits.tolist(), strict=True):
-            self.rule_hits[line] = self.rule_hits.get(line, 0) + k
+        """Per-rule hits and drops by reason (``rule:LINE`` or ``policy``), one count per
+        distinct line of the batch."""
+        hits = np.bincount(res.line)
+        for line in np.flatnonzero(hits).tolist():
+            self.rule_hits[line] = self.rule_hits.get(line, 0) + int(hits[line])
         dropped = res.verdict != ACCEPT
         if dropped.any():
-            lines, hits = np.unique(res.line[dropped], return_counts=True)
-            for line, k in zip(lines.tolist(), hits.tolist(), strict=True):
-                self.drop(f"rule:{line}" if line else "policy", k)
-        for line, (packets, size) in res.counters.items():
-            c = self.counted.setdefault(line, [0, 0])
-            c[0] += packets
-            c[1] += size
+            lost = np.bincount(res.line[dropped])
+            for line in np.flatnonzero(lost).tolist():
+                self.drop(self._reason(line), int(lost[line]))
+        if res.counted:
+            for line, (packets, size) in res.counters.items():
+                c = self.counted.setdefault(line, [0, 0])
+                c[0] += packets
+                c[1] += size
+
+    def _reason(self, line: int) -> str:
+        reason = self._reasons.get(line)
+        if reason is None:
+            reason = self._reasons[line] = f"rule:{line}" if line else "policy"
+        return reason
 
     def _log(self, iif, line, prefix, data, off, length, now) -> None:
         if not self.log_limit.allow(now):

@@ -416,3 +416,156 @@ def test_rejects_keep_vlan_tags_and_cooked_headers():
     assert reply.pkttype == 4 and reply.proto == 0x0800
     assert reply[IP].dst == "192.0.2.9" and reply[TCP].flags == "RA"
     assert build_reject(bytes(syn), 101)[:1] == b"\x45"
+
+
+# -- the fast paths: fixed-offset extraction and the flow memo ---------------------------------
+
+MEMO_MATCHES = ["ip saddr 192.0.2.0/24", "ip daddr != 203.0.113.5", "ip6 saddr 2001:db8::1",
+                "ip6 daddr 2001:db8::/32", "tcp dport 443", "udp dport 53", "th sport 40000",
+                "th dport { 22, 53, 443, 5000-5300 }", "meta l4proto udp", "ip protocol tcp",
+                "icmp type echo-request", "icmpv6 type echo-request", "icmp code 0",
+                "tcp flags syn", "tcp flags & (syn|ack) == ack", "ip ttl < 64",
+                "ip6 hoplimit 64", "ip6 nexthdr tcp", "meta length 60-200", "iif lan",
+                "ether type ip6", "meta nfproto ipv4", "vlan id 5", "meta protocol ip"]
+
+
+@st.composite
+def plain_rulesets(draw) -> str:
+    """Rule sets whose every rule is a verdict: the classifier memoises them by flow."""
+    rules = []
+    for _ in range(draw(st.integers(1, 8))):
+        matches = draw(st.lists(st.sampled_from(MEMO_MATCHES), min_size=1, max_size=3))
+        rules.append(" ".join(matches) + " " + draw(st.sampled_from(["accept", "drop",
+                                                                      "reject"])))
+    policy = draw(st.sampled_from(["accept", "drop"]))
+    return f"chain input {{\n  policy {policy}\n" + "".join(f"  {r}\n" for r in rules) + "}\n"
+
+
+def _memo_agree(text: str, batch_frames: list[bytes], iif: str, slots: int | None = None):
+    """Classify the batch three times (cold, warm, reversed) and check every verdict against
+    the reference; returns the classifier."""
+    from filter.classify.flowmemo import FlowMemo
+    ruleset = parse(text, "r")
+    ref, cl = Reference(ruleset), Classifier(ruleset)
+    assert cl.flows is not None or not cl.dims     # no tables (rules that cannot match)
+    if slots is not None and cl.dims:
+        cl.flows = FlowMemo([d.name for d in cl.dims], slots=slots)
+    want = [(ref.decide(f, iif).verdict, ref.decide(f, iif).line) for f in batch_frames]
+    for order in (batch_frames, batch_frames, batch_frames[::-1]):
+        res = cl.classify(*_batch(order), iif=iif)
+        expect = want if order is batch_frames else want[::-1]
+        got = [(VERDICTS[v], int(x)) for v, x in zip(res.verdict, res.line, strict=True)]
+        assert got == expect, text
+    return cl
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plain_rulesets(), frames(), st.sampled_from(["lan", "wan"]))
+def test_the_flow_memo_agrees_with_the_reference(text, batch_frames, iif):
+    cl = _memo_agree(text, batch_frames, iif)
+    assert cl.flows is None or cl.flows.lookups >= len(batch_frames)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plain_rulesets(), frames())
+def test_a_tiny_flow_memo_evicts_and_still_agrees(text, batch_frames):
+    cl = _memo_agree(text, batch_frames * 3, "lan", slots=4)
+    assert cl.flows is None or cl.flows.keys.shape[0] * cl.flows.keys.shape[1] == 4
+
+
+def test_the_memo_tells_apart_frames_one_rule_byte_apart():
+    tcp = next(f for f in IMIX if f[12:14] == b"\x08\x00" and f[23] == 6 and f[14] == 0x45
+               and len(f) >= 54)
+    port = int.from_bytes(tcp[36:38], "big")
+    other_port = tcp[:36] + ((port + 1) & 0xFFFF).to_bytes(2, "big") + tcp[38:]
+    later_fragment = tcp[:20] + b"\x00\x10" + tcp[22:]
+    six = next(f for f in IMIX if f[12:14] == b"\x86\xdd" and f[20] == 6)
+    six_port = int.from_bytes(six[56:58], "big")
+    text = (f"chain c {{\n policy drop\n tcp dport {port} accept\n"
+            f" tcp dport {six_port} meta nfproto ipv6 accept\n}}\n")
+    batch = [tcp, other_port, later_fragment, tcp[:37], tcp[:38], six,
+             six[:56] + ((six_port + 1) & 0xFFFF).to_bytes(2, "big") + six[58:], six[:57]]
+    cl = _memo_agree(text, batch, "lan")
+    # cut frames over the whole frame's stale bytes, as a reused buffer holds them
+    data, offsets, lengths = _batch([tcp, tcp] + batch + [six, six])
+    lengths[:2], lengths[-2:] = (37, 38), (57, 58)
+    for _ in range(2):
+        res = cl.classify(data, offsets, lengths, iif="lan")
+        assert [VERDICTS[v] for v in res.verdict] == [
+            "drop", "accept", "accept", "drop", "drop", "drop", "accept", "accept", "drop",
+            "drop", "drop", "accept"]
+    assert cl.flows.lookups > cl.flows.misses          # the later rounds came from the memo
+
+
+def test_fast_extraction_equals_the_general_parser():
+    from filter.classify.fields import L4_FIELDS, _parse, extract
+    from filter.rules.fields import FIELDS
+    v4 = [f for f in IMIX if f[12:14] == b"\x08\x00"][:300]
+    v6 = [f for f in IMIX if f[12:14] == b"\x86\xdd"][:300]
+    cut = [f[:k] for f in (v4[0], v6[0], v4[-1], CRAFTED[9]) for k in range(30, 70)]
+    names = [n for n in FIELDS if n not in ("iif", "meta.mark")]
+    for batch in (v4, v6, v4[:50] + v6[:50] + cut, cut + CRAFTED):
+        data, offsets, lengths = _batch(batch)
+        for wanted in (None, frozenset({"ip.saddr", "th.dport"}), frozenset({"ip6.daddr"}),
+                       frozenset({"tcp.flags", "icmpv6.type", "ip.ttl", "ip6.hoplimit"})):
+            want = (lambda _: True) if wanted is None else wanted.__contains__
+            l4 = wanted is None or not L4_FIELDS.isdisjoint(wanted)
+            fast_ = extract(data, offsets, lengths, 1, wanted)
+            slow = _parse(data, offsets, lengths, 1, want, l4)
+            assert sorted(fast_) == sorted(slow)
+            for name in set(names) & set(slow):
+                assert list(fast_[name]) == list(slow[name]), (name, wanted)
+
+
+def test_heads_are_gathered_aligned_or_not_and_never_past_the_region():
+    from filter.classify.fast import gather_heads
+    data = np.arange(4096, dtype=np.uint64).astype(np.uint8)
+    for offsets in ([0, 128, 3968], [1, 77, 4000], [4096 - 68]):
+        got = gather_heads(data, np.array(offsets, dtype=np.int64), 68)
+        assert got is not None
+        for row, off in zip(got, offsets, strict=True):
+            assert bytes(row[:68]) == bytes(data[off:off + 68])
+    assert gather_heads(data, np.array([4096 - 67], dtype=np.int64), 68) is None
+
+
+def test_the_row_number_memo_answers_as_resolved_and_stays_bounded():
+    from filter.classify.cache import FirstHits
+    memo = FirstHits([10, 10], limit=8)
+    calls = []
+
+    def resolve(packets):
+        calls.append(len(packets))
+        return rows[0][packets] * 10 + rows[1][packets]      # any function of the key
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        rows = [rng.integers(0, 10, 30), rng.integers(0, 10, 30)]
+        got = memo.first_hits(rows, resolve)
+        assert list(got) == list(rows[0] * 10 + rows[1])
+        assert len(memo.keys) <= 30                  # reset past the limit: bounded
+    memo = FirstHits([10, 10])
+    calls.clear()
+    rows = [np.array([3, 3, 3, 1]), np.array([4, 4, 4, 2])]
+    memo.first_hits(rows, resolve)                   # cold: all missed,
+    memo.first_hits(rows, resolve)                   # so the memo sat this batch out
+    assert memo.lookups == 4 and len(calls) == 2
+    rows = [np.array([3, 3, 3, 1, 3]), np.array([4, 4, 4, 2, 4])]
+    assert list(memo.first_hits(rows, resolve)) == [34, 34, 34, 12, 34]
+    assert len(calls) == 2 and memo.lookups == 9     # all five answered by the memo
+    assert not FirstHits([1 << 40, 1 << 40]).usable  # keys that cannot fit an int64: no memo
+
+
+def test_a_memo_that_keeps_missing_is_consulted_less_and_less():
+    from filter.classify.cache import MAX_SKIP, Backoff
+    always_missing, always_hitting = Backoff(), Backoff()
+    looked = [0, 0]
+    for _ in range(1000):
+        for k, (memo, missed) in enumerate(((always_missing, 100), (always_hitting, 10))):
+            if not memo.bypass():
+                looked[k] += 1
+                memo.report(missed, 100)
+    assert looked[1] == 1000
+    assert looked[0] < 1000 / MAX_SKIP * 1.5
+    always_missing.report(0, 100)                    # one good batch: back to every batch
+    always_missing.skip = 0
+    always_missing.report(100, 100)
+    assert always_missing.skip == 1

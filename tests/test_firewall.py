@@ -462,7 +462,7 @@ def test_kernel_nftables_accepts_what_the_classifier_accepts(tmp_path):
     from bench.filter import acl, classifier_rate, nftables_rate
     for seed in (1, 7):
         text, _, _ = acl(100, seed=seed, frames=FRAMES)
-        _, accepted, _ = classifier_rate(text, FRAMES, 1024, repeat=1)
+        _, accepted, _, _ = classifier_rate(text, FRAMES, 1024, repeat=1)
         kernel = nftables_rate(text, IMIX, 1, tmp_path)
         assert kernel.get("sent") == len(FRAMES), kernel
         assert kernel["accepted"] == accepted and 0 < accepted < len(FRAMES), (seed, kernel)

@@ -6,8 +6,11 @@
     result.line[i]     -> the deciding rule's line (0: the policy)
 
 ``flatten`` turns chains into entries, ``tables`` builds the per-field rows, ``fields`` reads
-the batch in place, ``classifier`` resolves first matches; ``state`` holds limit buckets and
-the log rate limit; ``reject`` builds TCP RST / ICMP unreachable replies.
+the batch in place (``fast``: the fixed-offset path for untagged IPv4/IPv6 frames),
+``classifier`` resolves first matches; ``flowmemo`` remembers first matches by the header bytes
+the rules see (packets of known flows skip the tables), ``cache`` by table rows; ``state``
+holds limit buckets and the log rate limit; ``reject`` builds TCP RST / ICMP unreachable
+replies.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ each packet's first match. Entries that need nothing per frame (a verdict with a
 ``counter``, a skip, a stateless jump) are resolved for all packets at once; the others (ct
 state, limit, meta mark, log, mark set, NAT) are handled per frame, only for the packets that
 land on them. The result is the reference evaluator's (``filter.reference``), batch-wide.
+
+When every entry is a plain verdict (an ACL), a packet's first candidate decides it: packets
+of flows seen before are answered by the flow memo (``flowmemo``) without reading their fields,
+the others through the tables (whose row tuples are memoised too, ``cache``).
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from filter.classify import fast
+from filter.classify.cache import FirstHits
 from filter.classify.fields import extract
 from filter.classify.flatten import FINAL, flatten
+from filter.classify.flowmemo import FlowMemo
 from filter.classify.state import Limits
 from filter.classify.tables import Dimension, first_set, words_for
 from filter.reference import limit_id
@@ -27,6 +34,7 @@ from filter.rules.values import complement, contains
 VERDICTS = ("accept", "drop", "reject")
 CODE = {v: i for i, v in enumerate(VERDICTS)}
 PURE_FINAL, PURE_SKIP, PURE_ENTER, SLOW = 0, 1, 2, 3
+CHUNK = 2048                  # frames classified at once (larger batches go by chunks)
 
 
 @dataclass
@@ -88,6 +96,11 @@ class Classifier:
         self.ordered = any(isinstance(m, ast.Limit) for e in self.entries if e.rule
                            for m in e.rule.stateful)
         self._entry_arrays()
+        self.plain = bool((self.kind == PURE_FINAL).all())
+        self.any_counted = bool(self.counted.any())
+        self.memo = FirstHits([len(dim.bounds) + 1 for dim in self.dims])
+        self.flows = FlowMemo(names) if self.plain and linktype == 1 and names \
+            and FlowMemo.usable(names) else None
 
     def _entry_arrays(self) -> None:
         n = len(self.entries)
@@ -129,14 +142,19 @@ class Classifier:
                      np.zeros(n, dtype=np.int64))
         if n == 0:
             return res
+        if self.plain:                       # every entry a verdict: one round decides all
+            self._decide(res, self._first_hits(data, offsets, lengths, iif), lengths)
+            return res
         values = self.field_values(data, offsets, lengths, iif)
-        rows = [(dim, dim.row_index(values[dim.name])) for dim in self.dims]
-        bits = _Bits(rows, self.every_entry, n)
+        index = [dim.row_index(values[dim.name]) for dim in self.dims]
+        bits = _Bits(list(zip(self.dims, index, strict=True)), self.every_entry, n)
+        first_hit = self.memo.first_hits(index, bits.first_hits) if self.memo.usable \
+            else bits.first_hits()
         active = np.arange(n)
         start = np.zeros(n, dtype=np.int64)
         first = True
         while len(active):
-            hit = bits.first_hits() if first else first_set(bits.of(active), start)
+            hit = first_hit if first else first_set(bits.of(active), start)
             first = False
             done = hit < 0                       # fell off the end: the policy stays
             active, start, hit = active[~done], start[~done], hit[~done]
@@ -166,6 +184,46 @@ class Classifier:
             going = start_next >= 0
             active, start = active[going], start_next[going]
         return res
+
+    def _first_hits(self, data, offsets, lengths, iif: str) -> np.ndarray:
+        """Each frame's first candidate entry (-1: none): from the flow memo when it has the
+        frame's header bytes, else through the tables (and the row-number memo)."""
+        if len(offsets) > CHUNK:           # the working set of a chunk stays in cache
+            return np.concatenate([self._first_hits(data, offsets[k:k + CHUNK],
+                                                    lengths[k:k + CHUNK], iif)
+                                   for k in range(0, len(offsets), CHUNK)])
+        head = fast.gather_heads(data, offsets, self.flows.head_size) \
+            if self.flows is not None else None
+        if head is not None:
+            queue = self.iif_names.index(iif) if iif in self.iif_names else len(self.iif_names)
+            return self.flows.first_hits(
+                head, lengths, queue,
+                lambda rows: self._table_hits(data, offsets[rows], lengths[rows], iif))
+        return self._table_hits(data, offsets, lengths, iif)
+
+    def _table_hits(self, data, offsets, lengths, iif: str) -> np.ndarray:
+        values = self.field_values(data, offsets, lengths, iif)
+        index = [dim.row_index(values[dim.name]) for dim in self.dims]
+        bits = _Bits(list(zip(self.dims, index, strict=True)), self.every_entry, len(offsets))
+        return self.memo.first_hits(index, bits.first_hits) if self.memo.usable \
+            else bits.first_hits()
+
+    def _decide(self, res: Result, hit: np.ndarray, lengths: np.ndarray) -> None:
+        """Verdicts when every entry is ``PURE_FINAL``: the first candidate decides."""
+        matched = hit >= 0
+        if matched.all():
+            res.verdict[:], res.line[:] = self.code[hit], self.line[hit]
+        elif matched.any():
+            who, e = np.flatnonzero(matched), hit[matched]
+            res.verdict[who], res.line[who] = self.code[e], self.line[e]
+        else:
+            return
+        if self.any_counted:
+            who = np.flatnonzero(matched)
+            e = hit[who]
+            counted = self.counted[e]
+            if counted.any():
+                res.count(who[counted], self.line[e[counted]], lengths[who[counted]])
 
     def _sequential(self, p: int, start: int, bits, res, values, data, offsets, lengths, now,
                     ct_states) -> None:
@@ -274,14 +332,16 @@ class _Bits:
             out = np.repeat(self.every[None, w0:w1], len(packets), axis=0)
         return out
 
-    def first_hits(self) -> np.ndarray:
+    def first_hits(self, packets: np.ndarray | None = None) -> np.ndarray:
+        """The first candidate entry (-1: none) of each of ``packets`` (default: all)."""
+        packets = np.arange(self.n) if packets is None else packets
         width = len(self.every)
-        hit = np.full(self.n, -1, dtype=np.int64)
-        remaining = np.arange(self.n)
+        hit = np.full(len(packets), -1, dtype=np.int64)
+        remaining = np.arange(len(packets))
         w0, step = 0, self.BLOCK
         while w0 < width and len(remaining):
             w1 = min(width, w0 + step)
-            block = self.of(remaining, w0, w1)
+            block = self.of(packets[remaining], w0, w1)
             found = first_set(block, np.zeros(len(remaining), dtype=np.int64))
             ok = found >= 0
             hit[remaining[ok]] = found[ok] + w0 * 64

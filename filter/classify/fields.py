@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from filter.classify import fast
 from filter.rules.fields import PORT_PROTOCOLS
 
 RAW_LINKTYPES = (12, 14, 101, 228, 229)
@@ -93,8 +94,32 @@ def _is_extension(nxt: np.ndarray) -> np.ndarray:
 def extract(data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray,
             linktype: int = 1, wanted=None) -> dict[str, np.ndarray]:
     """The rule fields of each frame ``data[offsets[i] : offsets[i] + lengths[i]]`` (only those
-    in ``wanted``, and what they depend on, when given)."""
+    in ``wanted``, and what they depend on, when given). Untagged Ethernet frames with IPv4
+    (20-byte header) or IPv6 (no extension header) take the fixed-offset path (``fast``); the others are parsed in full."""
     want = (lambda name: True) if wanted is None else wanted.__contains__
+    l4_wanted = wanted is None or not L4_FIELDS.isdisjoint(wanted)
+    offsets, lengths = offsets.astype(np.int64), lengths.astype(np.int64)
+    head = fast.gather_heads(data, offsets) if linktype == 1 else None
+    if head is None:
+        return _parse(data, offsets, lengths, linktype, want, l4_wanted)
+    v4, v6 = fast.shapes(head, lengths)
+    common = v4 | v6
+    if common.all():
+        return fast.common_fields(head, lengths, v4, v6, want, l4_wanted)
+    rest = np.flatnonzero(~common)
+    parsed = _parse(data, offsets[rest], lengths[rest], linktype, want, l4_wanted)
+    if len(rest) == len(offsets):
+        return parsed
+    out = fast.common_fields(head, lengths, v4, v6, want, l4_wanted)
+    for name, values in parsed.items():
+        out[name] = merged = out[name].copy()
+        merged[rest] = values
+    return out
+
+
+def _parse(data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, linktype: int, want,
+           l4_wanted: bool) -> dict[str, np.ndarray]:
+    """``extract`` by the general parser: every link type, tags, IPv6 extension headers."""
     fr = _Frames(data, offsets, lengths)
     n = len(fr.off)
     out: dict[str, np.ndarray] = {"meta.length": fr.len}
@@ -105,7 +130,6 @@ def extract(data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray,
     out["ether.type"], etype, l3, vlan = link
     out["meta.protocol"] = etype
     out["vlan.id"], out["vlan.pcp"], out["vlan.type"] = vlan
-    l4_wanted = wanted is None or not L4_FIELDS.isdisjoint(wanted)
     vbyte = fr.u8(l3)
     # IPv4, RFC 791 section 3.1
     ihl = (vbyte & 15) * 4
