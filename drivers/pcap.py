@@ -5,6 +5,8 @@ Replay (devices: the capture, ``r``). Config:
 - ``mode``: ``topspeed`` (default), ``original`` (the capture's own gaps), ``multiplier``
   (original gaps divided by ``multiplier``), ``pps`` (``pps`` frames/s), ``mbps`` (``mbps``
   Mbit/s of frame bytes) — tcpreplay's ``-t``, default, ``-x``, ``-p`` and ``-M``;
+- ``maxsleep_ms``: with the capture's own gaps, no gap longer than this (tcpreplay's
+  ``--maxsleep``); a timestamp earlier than the one before it means no gap, as in tcpreplay;
 - ``loop`` (times through the file, default 1), ``duration`` (s, 0 = no limit),
   ``preload`` (load the frames before starting, as tcpreplay's ``-K``), ``batch`` (frames per
   enqueue, default 32).
@@ -41,6 +43,20 @@ from shmring.descriptor import DESC_DTYPE
 MODES = ("topspeed", "original", "multiplier", "pps", "mbps")
 STAMPS = ("original", "ingress", "egress")
 TURN_FRAMES = 1024          # frames per entry point, so control messages stay responsive
+
+
+def original_schedule(ts_ns: np.ndarray, factor: float = 1.0,
+                      maxsleep_ms: float | None = None) -> np.ndarray:
+    """Due time (ns after the first) of each record at the capture's own timing divided by
+    ``factor``: each gap is the step from the record before, none below zero (a capture's
+    clock may go back) and, with ``maxsleep_ms``, none above that."""
+    if not len(ts_ns):
+        return np.zeros(0, np.int64)
+    ts = ts_ns.astype(np.int64)
+    step = np.diff(ts, prepend=ts[0]).clip(min=0) / factor
+    if maxsleep_ms is not None:
+        step = np.minimum(step, float(maxsleep_ms) * 1e6)
+    return np.cumsum(step).astype(np.int64)
 
 
 def _device(component: Component, mode: str, required: bool = True):
@@ -115,9 +131,8 @@ class Replay(Origin):
             self.due = None
             return
         if self.mode in ("original", "multiplier"):
-            gaps = (r["ts_ns"].astype(np.int64) - int(r["ts_ns"][0])).clip(min=0)
             factor = float(cfg.get("multiplier", 1.0)) if self.mode == "multiplier" else 1.0
-            self.due = (gaps / factor).astype(np.int64)
+            self.due = original_schedule(r["ts_ns"], factor, cfg.get("maxsleep_ms"))
             mean_gap = int(self.due[-1] / max(1, self.n - 1))
             self.period = int(self.due[-1]) + mean_gap
         elif self.mode == "pps":

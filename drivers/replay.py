@@ -2,14 +2,15 @@
 
     capnet replay CAPTURE [--system SYSTEM.toml | --rules RULES | --filter EXPR]
                   [-w OUT] [--dropped OUT] [--topspeed | --multiplier X | --pps N | --mbps N]
-                  [--loop N] [--duration S] [--preload] [--timestamps original|ingress|egress]
+                  [--maxsleep MS] [--loop N] [--duration S] [--preload]
+                  [--timestamps original|ingress|egress]
                   [--json FILE] [--latency-plot FILE.png] [--control PATH]
 
 The standard pipeline is replay → stage → capture, each a confined component; the stage is a
 pass-through, or ``filter:Firewall`` with ``--rules``/``--filter``, and what it drops goes to a
 second capture with ``--dropped``. ``--system`` puts a user's system in its place (see
 ``fit_system``). Timing follows the capture's own gaps unless a mode is given, as with
-tcpreplay. ``-w`` and ``--dropped`` write the input's format (pcap stays pcap with its timestamp
+tcpreplay (a replay that would take over a minute says so, and how to go faster). ``-w`` and ``--dropped`` write the input's format (pcap stays pcap with its timestamp
 precision, pcapng stays pcapng) with each frame's original timestamp and bytes."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from rich.table import Table
 
 from drivers.capture import CaptureFormatError, scan_file
 from drivers.hdrhist import Histogram
+from drivers.pcap import original_schedule
 from harness.control import ControlError
 from harness.description import DescriptionError, load
 from harness.preflight import preflight
@@ -53,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="the capture's gaps divided by X")
     timing.add_argument("--pps", "-p", type=float, metavar="N", help="N frames per second")
     timing.add_argument("--mbps", "-M", type=float, metavar="N", help="N Mbit/s")
+    p.add_argument("--maxsleep", type=float, metavar="MS", help="with the capture's own "
+                   "timing (or -x), wait no longer than MS milliseconds between frames")
     p.add_argument("--loop", "-l", type=int, default=1, metavar="N", help="replay N times")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--preload", "-K", action="store_true", help="read the file into memory first")
@@ -70,6 +74,11 @@ def _check(args, p: argparse.ArgumentParser):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name} must be > 0, got {value}")
+    if args.maxsleep is not None:
+        if args.maxsleep < 0:
+            p.error(f"--maxsleep must be >= 0, got {args.maxsleep}")
+        if args.topspeed or args.pps or args.mbps:
+            p.error("--maxsleep applies to the capture's own timing (with or without -x)")
     if args.loop < 1:
         p.error(f"--loop must be >= 1, got {args.loop}")
     if args.latency_plot and not args.latency_plot.endswith(".png"):
@@ -79,10 +88,14 @@ def _check(args, p: argparse.ArgumentParser):
 def _timing_config(args) -> dict:
     if args.topspeed:
         return {"mode": "topspeed"}
-    for mode in ("multiplier", "pps", "mbps"):
+    for mode in ("pps", "mbps"):
         if getattr(args, mode):
             return {"mode": mode, mode: getattr(args, mode)}
-    return {"mode": "original"}
+    config = {"mode": "multiplier", "multiplier": args.multiplier} if args.multiplier \
+        else {"mode": "original"}
+    if getattr(args, "maxsleep", None) is not None:
+        config["maxsleep_ms"] = args.maxsleep
+    return config
 
 
 def _timing(args) -> str:
@@ -204,7 +217,7 @@ def fit_system(doc: dict, capture: Path, out: Path | None, dropped: Path | None,
     rep["devices"] = [source, *others(rep)]
     config = rep.setdefault("config", {})
     if isinstance(config, dict):
-        for key in ("multiplier", "pps", "mbps", "preload", "duration"):
+        for key in ("multiplier", "pps", "mbps", "maxsleep_ms", "preload", "duration"):
             config.pop(key, None)
         config.update(_timing_config(args), loop=args.loop)
         if args.preload:
@@ -363,6 +376,7 @@ def replay(args: argparse.Namespace, err: Console) -> dict:
     if max_caplen > 65536:
         err.print(f"capnet replay: {args.capture}: frames up to {max_caplen} bytes; buffers are "
                   "at most 65536 bytes, longer frames are dropped (oversize)", markup=False)
+    _warn_if_long(result.records["ts_ns"], args, err)
     target = Path(args.write).resolve() if args.write else None
     dropped = Path(args.dropped).resolve() if args.dropped else None
     with tempfile.TemporaryDirectory(prefix="capnet-replay-") as tmp:
@@ -382,6 +396,30 @@ def replay(args: argparse.Namespace, err: Console) -> dict:
         if problems:
             raise BadInput("\n".join(str(p) if args.system else p.message for p in problems))
         return _run(system, args, len(result.records) * args.loop, err)
+
+
+LONG_S = 60
+
+
+def _warn_if_long(ts_ns, args, err: Console) -> None:
+    """Say so when the capture's own timing makes the replay long (crafted captures have gaps
+    of years), and how to go faster."""
+    timing = _timing_config(args)
+    if timing["mode"] not in ("original", "multiplier") or args.duration:
+        return
+    due = original_schedule(ts_ns, timing.get("multiplier", 1.0), timing.get("maxsleep_ms"))
+    span_s = (int(due[-1]) if len(due) else 0) * args.loop / 1e9
+    if span_s > LONG_S:
+        err.print(f"capnet replay: at the capture's own timing this takes {_human(span_s)}; "
+                  "-t, -x N, --maxsleep MS or --duration S go faster (Ctrl-C stops it with a "
+                  "summary)", markup=False, highlight=False)
+
+
+def _human(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:,.1f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def _run(system, args, expected: int, err: Console) -> dict:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from drivers.capture import CaptureWriter, scan_file
+from drivers.pcap import original_schedule
 from tests.capnet_run import capnet
 
 FRAMES = 800
@@ -98,3 +99,33 @@ def test_topspeed_sends_everything_in_order_faster_than_the_capture(tmp_path, ca
     assert (np.diff(ingress) >= 0).all()
     gaps, _ = _original(capture)
     assert ingress[-1] - ingress[0] < gaps[-1]       # three passes in less than one's timing
+
+
+def test_original_schedule_never_goes_back_and_caps_each_gap():
+    year = 365 * 86400 * 10**9
+    ts = np.array([0, year, 5_000_000, 12_000_000, 12_000_000 + year], np.int64)
+    assert original_schedule(ts).tolist() == [0, year, year, year + 7_000_000, 2 * year + 7_000_000]
+    assert original_schedule(ts, 2.0, maxsleep_ms=3).tolist() == \
+        [0, 3_000_000, 3_000_000, 6_000_000, 9_000_000]
+
+
+def test_maxsleep_bounds_a_crafted_captures_gaps(tmp_path):
+    """A crafted capture: a gap of a year, a clock that goes back, then 5 ms. With
+    ``--maxsleep 20`` the year costs 20 ms, the step back nothing, and the 5 ms are kept."""
+    year = 365 * 86400 * 10**9
+    stamps = 1_700_000_000 * 10**9 + np.array([0, year, 0, 5_000_000])
+    lengths = np.full(4, 60)
+    path = tmp_path / "crafted.pcap"
+    with open(path, "wb") as fh:
+        writer = CaptureWriter(fh, "pcap", nanosecond=True)
+        writer.write_batch(np.zeros(240, np.uint8), np.arange(4) * 60, lengths, stamps)
+        writer.close()
+    ingress = _replay(tmp_path, path, "--maxsleep", "20")["ts_ns"].astype(np.int64)
+    since = ingress - ingress[0]          # the schedule is absolute: 0, 20, 20, 25 ms
+    assert since[1] >= 20_000_000 and since[3] >= 25_000_000
+    assert ingress[-1] - ingress[0] < 60 * 10**9       # not a year
+
+
+def test_maxsleep_is_for_the_captures_own_timing(tmp_path, capture):
+    proc = capnet("replay", str(capture), "--pps", "1000", "--maxsleep", "5")
+    assert proc.returncode == 2 and "--maxsleep" in proc.stderr
