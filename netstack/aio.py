@@ -467,9 +467,11 @@ class Runner:
         self.host = host
         self.loop = loop or CapnetLoop(host)
 
-    def step(self, now: int) -> list[bytes]:
+    def step(self, now: int, sink: Callable[[list[bytes]], None] | None = None) -> list[bytes]:
         """Run events, callbacks and the cores until nothing is left to do (or STEP_ROUNDS);
-        returns the Ethernet frames to transmit."""
+        returns the Ethernet frames to transmit. With ``sink``, each round's frames go to
+        ``sink(frames)`` as soon as they are made (and none are returned): the driver can put
+        an answer on the wire while the rounds that only settle state still run."""
         frames: list[bytes] = []
         for _ in range(STEP_ROUNDS):
             handled = self.host.poll()
@@ -477,7 +479,11 @@ class Runner:
             if ran:
                 self.loop.run_once()
             out = self.host.frames_to_send(now) if (handled or ran or self.host.dirty) else []
-            frames.extend(out)
+            if out:
+                if sink is None:
+                    frames.extend(out)
+                else:
+                    sink(out)
             if not (handled or ran or out or self.host.dirty):
                 break
         return frames

@@ -20,7 +20,10 @@ Config::
 The apps are plain asyncio coroutines run by this component's own event loop
 (``netstack.aio.CapnetLoop``): after every notification and timer the component runs the ready
 callbacks and the cores until they are quiet, transmits what they produced, and sets one runtime
-timer for the earliest of the cores' deadlines and asyncio's next scheduled callback. A program
+timer for the earliest of the cores' deadlines and asyncio's next scheduled callback. Frames go
+onto TX (and the driver is woken) the moment a round makes them; the RX buffers go back after
+that, and the driver's return of TX buffers wakes this component only when it runs short of
+them (``want_returns``): a request/response exchange costs one wake-up each way. A program
 of one's own subclasses ``Stack`` and writes ``async def main(self)``; it runs beside the apps::
 
     class Hello(Stack):
@@ -59,6 +62,8 @@ TCP_KEYS = {"congestion": str, "nagle": bool, "sack": bool, "timestamps": bool,
             "rto_min_ms": int, "delayed_ack_ms": int, "syn_cookies": bool}
 MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 TX_BACKLOG = 4096           # frames held while the TX ring or pool is exhausted
+TX_LOW_WATER = 128          # fewer free TX buffers than this: wake when the driver returns some
+ANSWER_FIRST = 4            # RX batches up to this size go back after the answer is sent
 RX_TURN = 256               # frames taken per entry point, so timers and control stay responsive
 TIMER = "net"
 HEADROOM = 14 + 40 + 60      # Ethernet, IPv6 and the largest TCP header, within one TX buffer
@@ -172,6 +177,7 @@ class Stack(Component):
         self.rx_mem = memoryview(self.rx.data.mem)
         self.tx_mem = memoryview(self.tx.data.mem)
         self.buffer_size = self.tx.ledger.buffer_size
+        self.tx_low_water = min(TX_LOW_WATER, max(1, self.tx.ledger.nbuf // 4))
         self.backlog: deque[bytes] = deque()
         self.backlog_limit = int(self.config.get("tx_backlog", TX_BACKLOG))
         mtu = int(self.config.get("mtu", 1500))
@@ -232,9 +238,23 @@ class Stack(Component):
     # -- entry points ------------------------------------------------------------------------------
     def notified(self, channel) -> None:
         if channel == self.tx.name:
+            if not self.backlog and len(self.pool) >= self.tx_low_water and \
+                    self.tx.pending() < self.tx.capacity // 2:
+                return                  # buffers enough: these wait on the ring (not offered
+                #                         again until news; _transmit takes them when short)
             self.pool.give(self.tx.reclaim())
+            if not self.backlog:        # nothing waited for these buffers: nothing to run
+                self.tx.want_returns = len(self.pool) < self.tx_low_water
+                return
         elif channel == self.rx.name:
-            self._receive()
+            batch = self._receive()
+            if batch is not None and len(batch) > ANSWER_FIRST:
+                self._release(batch)    # a stream: the driver refills while the apps digest
+                batch = None
+            self._pump()
+            if batch is not None:       # a request or so: after the answer left
+                self._release(batch)
+            return
         self._pump()
 
     def timeout(self, token) -> None:
@@ -276,14 +296,19 @@ class Stack(Component):
                 "sockets": dict(self.host.counters)}
 
     # -- frames ---------------------------------------------------------------------------------------
-    def _receive(self) -> None:
+    def _receive(self):
+        """Frames waiting on RX into the cores (parsed in place; TCP copies what it keeps);
+        returns their descriptors, still held, or None. The caller releases them."""
         batch = self.rx.receive(RX_TURN)
         if not len(batch):
-            return
+            return None
         now, mem = self.now(), self.rx_mem
         for offset, length in zip(batch["offset"].tolist(), batch["length"].tolist(),
                                   strict=True):
             self.host.receive(mem[offset:offset + length], now)
+        return batch
+
+    def _release(self, batch) -> None:
         self.rx.release(batch)
         self._account(len(batch))
 
@@ -301,25 +326,31 @@ class Stack(Component):
         self.count("left", frames - dropped)     # an endpoint: delivered frames end here
 
     def _pump(self) -> None:
-        """Run the loop and the cores until quiet, send their frames, set the next timer."""
-        frames = self.runner.step(self.now())
-        if frames:
-            self.count("in", len(frames))
-            self.count("entered", len(frames))   # an endpoint: frames it makes begin here
-            self.backlog.extend(frames)
+        """Run the loop and the cores until quiet, sending frames as they are made; set the
+        next timer."""
+        self.runner.step(self.now(), self._send_now)
         self._transmit()
-        # wake the driver for TX now, before the end of the entry point flushes the rest (the
-        # RX buffers' release): each wake-up can cost the waker its CPU for a while, and the
-        # frames going out are what the peer is waiting for
         self.tx.flush()
-        deadline = self.now() if self.runner.busy() or self.rx.pending() else \
-            self.runner.next_deadline()
+        # frames still on RX need no timer: the runtime offers a queue with work again
+        deadline = self.now() if self.runner.busy() else self.runner.next_deadline()
         if deadline is not None and deadline != self._timer_at:
             self._timer_at = deadline
             self.set_timer(deadline, TIMER)
 
+    def _send_now(self, frames: list[bytes]) -> None:
+        """Frames the cores made: onto TX, and the driver woken at once — before the rest of
+        the turn (rounds that only settle state, the RX buffers' release, timers): the frames
+        going out are what the peer waits for."""
+        self.count("in", len(frames))
+        self.count("entered", len(frames))   # an endpoint: frames it makes begin here
+        self.backlog.extend(frames)
+        self._transmit()
+        self.tx.flush()
+
     def _transmit(self) -> None:
         backlog, size = self.backlog, self.buffer_size
+        if len(backlog) > len(self.pool):     # take back what the driver returned meanwhile
+            self.pool.give(self.tx.reclaim())
         while backlog:
             n = min(len(backlog), self.tx.space(), len(self.pool))
             if n == 0:
@@ -344,3 +375,6 @@ class Stack(Component):
                 backlog.popleft()
             self.drop("tx_full", excess)
         self.counters["pending"] = len(backlog)
+        # wake-ups for returned TX buffers only when short of them: the driver's release then
+        # costs it no eventfd write, nor this component a turn, per frame sent
+        self.tx.want_returns = bool(backlog) or len(self.pool) < self.tx_low_water

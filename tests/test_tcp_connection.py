@@ -204,6 +204,20 @@ def test_rfc7323_5_3_paws_drops_a_segment_with_an_old_timestamp():
     assert any(s.flags == ACK for s in parsed(link, B, mark))   # R1: send an ACK
 
 
+def test_rfc7323_5_4_timestamp_clock_never_runs_backwards():
+    """A segment stamped from a ``now`` read before the last one sent keeps the newer TSval;
+    with an older one the peer's PAWS test would drop in-order data (it did: the socket layer
+    reads the clock afresh while a turn's batch shares an earlier ``now``)."""
+    a, b, link, conn, server, ca, cb = established(TcpConfig(nagle=False))
+    mark = len(link.trace)
+    a.send(conn, b"late", link.now + 5 * MS)
+    a.send(conn, b"early", link.now + 1 * MS)       # an earlier reading of the clock
+    link.run(lambda: cb.got(server) == b"lateearly")
+    stamps = [s.options.timestamp[0] for s in parsed(link, A, mark) if s.payload]
+    assert len(stamps) == 2 and stamps[1] == stamps[0]
+    assert b.counters["dropped.paws"] == 0
+
+
 def test_rfc5961_3_2_in_window_rst_not_at_rcv_nxt_gets_a_challenge_ack():
     a, b, link, conn, server, ca, cb = established()
     ib = b.info(server)

@@ -83,6 +83,7 @@ class Connection(Sender, Receiver, Timers):
         self.ts_recent = 0
         self.ts_recent_time = now
         self.ts_offset = iss                     # RFC 7323 5.4: a per-connection offset
+        self.ts_last: int | None = None          # the newest TSval sent (it never goes back)
         self.last_ack_sent = 0
         self.mss = min(cfg.mss, DEFAULT_PEER_MSS)
         self.rcv_mss = DEFAULT_PEER_MSS           # the largest segment seen (for delayed ACKs)
@@ -280,6 +281,7 @@ class Connection(Sender, Receiver, Timers):
             self.ts_recent, self.ts_recent_time = seg.options.timestamp[0], now
             # our cookie SYN-ACK's TSval came from the layer clock: keep that clock
             self.ts_offset = 0
+            self.ts_last = None
         self.snd_una = self.iss
         self.snd_nxt = self.snd_max = self.snd_buf_seq = seg.ack
         self.rcv_adv = seq_add(self.rcv_nxt, min(cfg.recv_buffer, 0xFFFF))   # what we offered

@@ -36,7 +36,17 @@ class Sender:
 
     # ------------------------------------------------------------------ segment output
     def _ts_now(self, now: int) -> int:
-        return (now // 1_000_000 + self.ts_offset) & MASK
+        """TSval now (1 ms ticks). RFC 7323 5.4: the timestamp clock MUST be monotone: one
+        segment may be stamped from a ``now`` read a little earlier than one already sent (the
+        socket calls read the clock afresh, a batch of frames shares the turn's ``now``), and
+        a TSval older than the last one would be dropped by the peer's PAWS test (5.3 R1) —
+        in-order data lost for nothing. So it never goes back."""
+        ts = (now // 1_000_000 + self.ts_offset) & MASK
+        last = self.ts_last
+        if last is not None and seq_lt(ts, last):
+            return last
+        self.ts_last = ts
+        return ts
 
     def _window_field(self) -> int:
         return min(max(seq_sub(self.rcv_adv, self.rcv_nxt), 0) >> self.rcv_wscale, 0xFFFF)
@@ -157,6 +167,10 @@ class Sender:
     def _output(self, now: int) -> None:
         """Send what the windows allow: holes first in recovery, then new data, then the FIN."""
         if self.state not in SEND_STATES:
+            return
+        if not (self.in_recovery or self.fin_queued) and \
+                self.snd_nxt == seq_add(self.snd_buf_seq, len(self.snd_buf)):
+            self._arm_send_timers(now)                   # nothing new to send: the timers only
             return
         mss = self._segment_size()
         chunk = max(mss, self.cfg.segment_offload // mss * mss)    # TSO: several MSS at once

@@ -46,6 +46,7 @@ class Timers:
             self.fire(Event.TIMEOUT_2MSL, now)
             return
         if self.dack_deadline is not None and now >= self.dack_deadline:
+            self.layer.counters["delayed_acks"] += 1
             self._send_ack(now)
         if self.rtx_deadline is not None and now >= self.rtx_deadline:
             self.rtx_deadline = None
