@@ -30,7 +30,7 @@ from drivers.capture import CaptureFormatError, scan_file
 from drivers.hdrhist import Histogram
 from drivers.pcap import original_schedule
 from harness.control import ControlError
-from harness.description import DescriptionError, load
+from harness.description import MAX_BUFFER, DescriptionError, load
 from harness.preflight import preflight
 from harness.supervisor import Supervisor
 
@@ -127,7 +127,10 @@ def describe(capture: Path, out: Path | None, dropped: Path | None, linktype: in
     """The standard pipeline's system description for this replay: replay → stage → capture,
     and what the stage drops → a second capture when ``dropped`` is given."""
     buffer_size = max(2048, 1 << (max(max_caplen, 1) - 1).bit_length())
-    buffers = 8192                    # rings of 4096: large batches keep per-frame costs low
+    # rings of 4096: large batches keep per-frame costs low; buffers past 64 KiB (BIG TCP,
+    # jumbo captures) come fewer, so the region stays within 512 MiB
+    buffers = 8192 if buffer_size <= 65536 else (512 << 20) // buffer_size
+    capacity = min(4096, buffers)
     if args.preload and frames * buffer_size <= RESIDENT_LIMIT:
         buffers = max(buffers, frames + 2048)      # every frame resident, and room to spare
     extra = ", preload = true" if args.preload else ""
@@ -164,7 +167,7 @@ name = "ingress"
 producer = "replay"
 consumer = "stage"
 data = "frames"
-capacity = 4096
+capacity = {capacity}
 """
     for name, queue, path in captures:
         output = f"{_file(path, 'w')}, " if path else ""
@@ -182,7 +185,7 @@ name = "{queue}"
 producer = "stage"
 consumer = "{name}"
 data = "frames"
-capacity = 4096
+capacity = {capacity}
 """
     return text
 
@@ -373,9 +376,10 @@ def replay(args: argparse.Namespace, err: Console) -> dict:
         err.print(f"capnet replay: {args.capture}: {result.error}; replaying the "
                   f"{len(result.records)} records before it", markup=False, highlight=False)
     max_caplen = int(result.records["caplen"].max()) if len(result.records) else 0
-    if max_caplen > 65536:
+    if max_caplen > MAX_BUFFER:
         err.print(f"capnet replay: {args.capture}: frames up to {max_caplen} bytes; buffers are "
-                  "at most 65536 bytes, longer frames are dropped (oversize)", markup=False)
+                  f"at most {MAX_BUFFER} bytes, longer frames are dropped (oversize)",
+                  markup=False)
     _warn_if_long(result.records["ts_ns"], args, err)
     target = Path(args.write).resolve() if args.write else None
     dropped = Path(args.dropped).resolve() if args.dropped else None
@@ -387,7 +391,7 @@ def replay(args: argparse.Namespace, err: Console) -> dict:
                 fit_system(doc, capture, target, dropped, args)
         else:
             path.write_text(describe(capture, target, dropped, result.linktype,
-                                     min(max_caplen, 65536), len(result.records), args))
+                                     min(max_caplen, MAX_BUFFER), len(result.records), args))
         try:
             system = load(path, patch=patch)
             problems = preflight(system)

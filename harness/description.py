@@ -34,6 +34,7 @@ SIZE_TEXT = re.compile(r"\s*(\d+)\s*([A-Za-z]*)\s*$")
 
 SYSTEM_KEYS = ("name", "description")
 REGION_KEYS = ("size", "buffer_size")
+MAX_BUFFER = 262144     # libpcap's largest snapshot length: any captured frame fits one buffer
 COMPONENT_KEYS = ("program", "priority", "config", "maps", "restart", "max_restarts", "limits",
                   "devices")
 DEVICE_KEYS = ("kind", "path", "mode", "name", "netns", "address", "offload")
@@ -308,7 +309,7 @@ def _regions(ck: _Checker, doc: dict) -> dict[str, RegionSpec]:
             ck.error(key, "missing 'size'", 'e.g. size = "4 MiB"')
             continue
         size = ck.size(raw["size"], f"{key}.size", 1, MAX_REGION)
-        buf = ck.size(raw.get("buffer_size", 2048), f"{key}.buffer_size", 64, 65536)
+        buf = ck.size(raw.get("buffer_size", 2048), f"{key}.buffer_size", 64, MAX_BUFFER)
         if buf is not None and buf & (buf - 1):
             ck.error(f"{key}.buffer_size", f"must be a power of two, got {buf}")
             buf = None

@@ -226,7 +226,7 @@ def test_unknown_keys_in_queues_and_channels(tmp_path):
     ('size = "1 MiB"', 'size = "1 MiB"\nbuffer_size = 1000', "regions.frames.buffer_size",
      "must be a power of two, got 1000"),
     ('size = "1 MiB"', 'size = "1 MiB"\nbuffer_size = 32', "regions.frames.buffer_size",
-     "64..65536, got 32"),
+     "64..262144, got 32"),
     ('size = "1 MiB"', 'size = 4096\nbuffer_size = 8192', "regions.frames.buffer_size",
      "exceeds the region's 4096 bytes"),
     ('program = "json:JSONDecoder"\npriority = 100', 'program = "json"\npriority = 100',

@@ -6,8 +6,10 @@ import json
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
+from drivers.capture import CaptureWriter
 from tests.capnet_run import ROOT, capnet, start, wait_for
 
 EXAMPLE = ROOT / "examples" / "imix.pcap"
@@ -180,3 +182,20 @@ def test_capnet_stop_ends_a_paced_replay_at_once_with_every_frame_counted(tmp_pa
     assert s["stop_reason"] == "stopped through the control socket"
     assert 1000 < s["frames"]["in"] < 100000 and s["balanced"]
     assert s["frames"]["in"] == s["frames"]["out"]
+
+
+def test_frames_past_64_kib_replay_whole(tmp_path):
+    """BIG TCP and jumbo captures hold frames up to libpcap's 262144-byte snapshot length: the
+    pipeline's buffers grow to fit, and the output is the input, byte for byte."""
+    path, out = tmp_path / "big.pcap", tmp_path / "out.pcap"
+    sizes = [60, 100_000, 262_144, 1500]
+    rng = np.random.default_rng(9)
+    data = rng.integers(0, 256, sum(sizes), dtype=np.uint8)
+    with open(path, "wb") as fh:
+        writer = CaptureWriter(fh, "pcap", snaplen=262144)
+        writer.write_batch(data, np.cumsum([0, *sizes[:-1]]), np.array(sizes),
+                           1_700_000_000 * 10**9 + np.arange(4) * 1000)
+        writer.close()
+    proc = capnet("replay", str(path), "-t", "-w", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == path.read_bytes()
