@@ -194,7 +194,12 @@ class Supervisor:
         status = child.process.returncode = os.waitstatus_to_exitcode(raw)
         record.cpu_s += usage.ru_utime + usage.ru_stime
         os.close(child.pidfd)
-        self._unwatch(child.control.fileno())
+        # what it sent before it exited (its final counters, above all) is still to be read:
+        # the exit and the reply can come in one poll, the exit first
+        control = child.control.fileno()
+        while control in self.keys and select.select([child.control], [], [], 0)[0]:
+            self._from_component(name)
+        self._unwatch(control)
         child.control.close()
         if record.state in ("stopped",) or (status == 0 and self.stop_reason):
             record.state = "stopped"
@@ -311,7 +316,7 @@ class Supervisor:
         while (name, ident) not in self.replies:
             left = deadline - time.monotonic()
             if left <= 0 or record.state in ("failed", "stopped"):
-                return None
+                return self.replies.pop((name, ident), None)
             self.pump(min(left, 0.05))
         return self.replies.pop((name, ident))
 
