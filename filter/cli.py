@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     sets = sub.add_parser("set", help="add or delete elements of a named set or map")
     sets.add_argument("action", choices=("add", "delete"))
     sets.add_argument("set")
-    sets.add_argument("elements", help="as written in the file, e.g. '10.0.0.0/8, 192.0.2.1'")
+    sets.add_argument("elements", help="as written in the file, e.g. '10.0.0.0/8, 192.0.2.1', "
+                      "'22 : accept' or '80 : 10.0.0.80 . 8080'")
     _target(sets)
     show = sub.add_parser("show", help="the rules in force and their counters")
     show.add_argument("--json", action="store_true")
@@ -78,7 +79,13 @@ def _check(path: str, linktype: int):
         return None
 
 
+class _Refused(dict):
+    """The component's answer when it refused the request (bad input: exit status 2)."""
+
+
 def _call(args, msg: dict) -> dict | None:
+    """The component's answer; None when it cannot be reached, ``_Refused`` (falsy when
+    empty, so test with ``isinstance``) when it refused."""
     from harness.control import ControlError, default_path, request
     path = args.control or default_path(args.system)
     try:
@@ -93,7 +100,7 @@ def _call(args, msg: dict) -> dict | None:
     if not isinstance(result, dict) or not result.get("ok"):
         error = result.get("error") if isinstance(result, dict) else result
         print(f"capnet filter: error: {error}", file=sys.stderr)
-        return None
+        return _Refused(error=error)
     return result
 
 
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, part in enumerate(parts):
             result = _call(args, {"op": "load", "path": args.rules, "token": token,
                                   "part": k, "parts": len(parts), "text": part})
-            if result is None:
+            if result is None or isinstance(result, _Refused):
                 return 1
         print(f"{args.rules}: loaded into {args.component}: {result['rules']} rules, "
               f"{result['entries']} classifier entries")
@@ -133,11 +140,13 @@ def main(argv: list[str] | None = None) -> int:
                               "elements": args.elements})
         if result is None:
             return 1
+        if isinstance(result, _Refused):         # a bad element or an unknown set/map
+            return EXIT_BAD_INPUT
         print(f"{args.set}: {args.action}: {result['changed']} changed, {result['size']} "
               "elements now")
         return 0
     result = _call(args, {"op": "rules"})
-    if result is None:
+    if result is None or isinstance(result, _Refused):
         return 1
     if args.json:
         print(json.dumps(result, indent=2))

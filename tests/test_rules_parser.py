@@ -221,6 +221,10 @@ MAP_ERRORS = [
     ("dnat to iif map { lan : 10.0.0.1 }", 10, "cannot key a NAT map"),
     ("dnat ip6 to tcp dport map { 80 : 10.0.0.1 }", 35, "not an IPv6 address"),
     ("dnat to tcp dport map { 80 : 10.0.0.1 81 : 10.0.0.2 }", 40, "expected ',' or '}'"),
+    ("dnat to tcp dport map @nosuch", 25, "no data map named 'nosuch'"),
+    ("dnat to tcp dport map @", 25, "expected a map name"),
+    ("dnat to tcp dport map nosuch", 24, "or '@NAME' after 'map'"),
+    ("dnat ip addr . port to tcp dport map { 80 : 10.0.0.1 }", 10, "needs a port"),
 ]
 
 

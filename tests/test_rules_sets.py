@@ -73,7 +73,8 @@ def test_elements_change_at_run_time():
     assert add_elements(rs, "blocked", "192.0.2.10, 10.0.0.0/8") == 1      # one already there
     assert _classify(rs, probe) == [("drop", 6), ("drop", 6)]
     assert delete_elements(rs, "blocked", "192.0.2.10") == 1
-    assert add_elements(rs, "ports", "25 : drop") == 0                     # verdict replaced
+    assert add_elements(rs, "ports", "25 : drop") == 1                     # verdict replaced
+    assert add_elements(rs, "ports", "25 : drop") == 0                     # the same again
     assert _classify(rs, probe) == [("accept", 7), ("drop", 9)]
     ref = Reference(rs)
     assert [(ref.decide(f).verdict, ref.decide(f).line) for f in probe] == \

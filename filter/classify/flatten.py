@@ -15,7 +15,9 @@ of its entries, so only packets that took the jump ever land there. A concatenat
 verdict map expands to one entry per element (a *group*); a negated concatenation becomes
 skip entries for its elements (of all such matches of the rule) followed by the rule without
 them. Sets are read when flattening:
-a set change recompiles.
+a set change recompiles. A NAT data map (``dnat to KEY map @NAME``) is flattened as the
+implied match "KEY in NAME"; its targets are read by the statement itself (``Nat.resolve``)
+when a packet lands on the rule.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ Grammar (``{x}`` = zero or more, ``[x]`` = optional; rules and items end at a ne
     decl      = "chain" NAME "{" { chainitem } "}"
               | "set" NAME "{" "type" TYPE {"." TYPE} [ "flags" WORDS ] [ "elements" "=" elems ] "}"
               | "map" NAME "{" "type" TYPE {"." TYPE} ":" "verdict" [ "elements" "=" velems ] "}"
+              | "map" NAME "{" "type" TYPE {"." TYPE} ":" DATATYPE [ "flags" WORDS ]
+                      [ "elements" "=" "{" element ":" ADDRESS ["." PORT] {"," ...} "}" ] "}"
               | "table" WORDS "{" { decl } "}"                # optional wrapper, ignored
     chainitem = "policy" ("accept" | "drop")                   # makes the base chain (exactly one)
               | "type" "filter" ...                            # nftables' hook line, ignored
@@ -23,7 +25,9 @@ Grammar (``{x}`` = zero or more, ``[x]`` = optional; rules and items end at a ne
     statement = "counter" | "log" ["prefix" STRING] | ("mark" | "meta" "mark") "set" N
               | ("snat" | "dnat") ["ip" | "ip6"] "to" TARGET
               | ("snat" | "dnat") ["ip" | "ip6"] "to" key "map" "{" value ":" TARGET {"," ...} "}"
+              | ("snat" | "dnat") ["ip" | "ip6"] "to" key "map" "@" NAME      # a data map
               | "masquerade" ["ip" | "ip6"] ["to" ":"PORT[-PORT]]
+    DATATYPE  = ("ipv4_addr" | "ipv6_addr") ["." "inet_service"]       # nftables' names
     TARGET    = ADDR4[-ADDR4][:PORT[-PORT]] | ADDR6[-ADDR6] | "[" ADDR6[-ADDR6] "]"[:PORT[-PORT]]
     verdict   = "accept" | "drop" | "reject" ["with" ("tcp reset" | "icmp" TYPE | "icmpv6" TYPE)]
               | "jump" CHAIN | "goto" CHAIN | "return" | "continue"
@@ -44,7 +48,9 @@ the end of the base chain, or ``return`` there, applies the policy. A NAT statem
 for one address family (its address's, or the ``ip``/``ip6`` word's; ``masquerade``: IPv4) and
 its rule implies ``meta nfproto`` of that family. A NAT data map (``dnat to tcp dport map
 { 80 : 10.0.0.80 }``) picks its target by the packet's key, first element first; its rule
-implies the key is in the map. Matches of a rule are
+implies the key is in the map. A named data map (``dnat to tcp dport map @fwd``) is read
+as it is when a connection starts: ``set add/delete`` changes where new connections go. A
+verdict map in a NAT statement, or a data map after ``vmap``, is an error. Matches of a rule are
 evaluated before its statements; ``limit`` is a match (over the rate, the rule does not match).
 """
 

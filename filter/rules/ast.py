@@ -1,4 +1,4 @@
-"""The parsed rule set: chains of rules, named sets and verdict maps.
+"""The parsed rule set: chains of rules, named sets, verdict maps and NAT data maps.
 
 Values are already resolved to inclusive integer intervals (see ``values``), so the reference
 evaluator and the compiler read the same meaning from one parse.
@@ -86,13 +86,19 @@ class Nat:
     last: int | None = None        # last address of a range (None: just ``address``)
     key: tuple[str, ...] = ()      # a data map: fields whose values pick the target ...
     targets: tuple = ()            # ... ((Element, (address, last, ports)), ...), first hit
+    mapref: str | None = None      # ... or the named data map ``@mapref`` ...
+    named: NamedSet | None = field(default=None, compare=False, repr=False)  # ... read live
 
     def resolve(self, values: tuple) -> Nat | None:
         """The plain statement a packet with key ``values`` gets from the data map (itself
-        when there is no map; None when no element holds)."""
+        when there is no map; None when no element holds). A named map is read as it is now,
+        so elements added or deleted at run time hold for the next new connection."""
         if not self.key:
             return self
-        for element, (address, last, ports) in self.targets:
+        targets = self.targets
+        if self.named is not None:
+            targets = zip(self.named.elements, self.named.verdicts, strict=True)
+        for element, (address, last, ports) in targets:
             if all(v is not None and any(lo <= v <= hi for lo, hi in ivs)
                    for v, ivs in zip(values, element, strict=True)):
                 return Nat(self.kind, address, ports, self.family, last)
@@ -129,14 +135,22 @@ class Chain:
 
 @dataclass
 class NamedSet:
-    """A named set (``is_map`` False) or verdict map; elements can change at run time."""
+    """A named set (``is_map`` False), verdict map or NAT data map (``target`` names its
+    value type); elements can change at run time."""
 
     name: str
     kinds: tuple[str, ...]         # field kinds of the key components
     line: int
     is_map: bool = False
     elements: list[Element] = field(default_factory=list)
-    verdicts: list[Verdict] = field(default_factory=list)   # maps: one per element
+    verdicts: list = field(default_factory=list)   # maps: one value per element, a Verdict
+    #                                  (verdict map) or a NAT target (address, None, ports)
+    target: str = ""               # data maps: "ipv4_addr", "ipv6_addr . inet_service", ...
+
+    @property
+    def family(self) -> int:
+        """A data map's address family (4 or 6; 0 for sets and verdict maps)."""
+        return {"ipv4_addr": 4, "ipv6_addr": 6}.get(self.target.split(" ")[0], 0)
 
 
 @dataclass

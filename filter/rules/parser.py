@@ -7,6 +7,8 @@ returns it located in the file (``FILE:LINE:COL: error: ...`` plus the line and 
 
 from __future__ import annotations
 
+import ipaddress
+
 from filter.rules import ast
 from filter.rules.errors import RuleError
 from filter.rules.fields import FIELDS, KIND_FIELD, SET_TYPES
@@ -31,7 +33,7 @@ def parse_elements(named: ast.NamedSet, text: str) -> tuple[list[ast.Element], l
     ``set add/delete``; returns (elements, verdicts) — verdicts only for maps."""
     try:
         p = _Parser(tokenize("{" + text + "}"), "<elements>", text)
-        return p.element_block(named.kinds, named.is_map)
+        return p.element_block(named.kinds, named.is_map, named.target)
     except RuleError as exc:
         exc.col = max(1, exc.col - 1)
         raise exc.located("<elements>", text) from None
@@ -44,6 +46,7 @@ class _Parser(RuleBodyParser):
         self.chains: dict[str, ast.Chain] = {}
         self.sets: dict[str, ast.NamedSet] = {}
         self.refs: list[tuple[Token, str, tuple[str, ...], bool]] = []  # set uses to check
+        self.nat_refs: list[tuple] = []        # NAT uses of data maps: (token, rule, nat, addr)
         self.jumps: list[tuple[Token, str, str]] = []                  # (token, from, to)
 
     # -- token helpers --------------------------------------------------------------------------
@@ -162,7 +165,7 @@ class _Parser(RuleBodyParser):
                 break
             item = self.word("'type', 'flags' or 'elements'")
             if item.text == "type":
-                named.kinds = self.set_type(is_map)
+                named.kinds, named.target = self.set_type(is_map)
             elif item.text == "flags":
                 while self.tok.kind == "atom" or self.at(","):
                     self.next()
@@ -170,7 +173,8 @@ class _Parser(RuleBodyParser):
                 if not named.kinds:
                     raise item.error(f"{kind} '{named.name}': give its 'type' before elements")
                 self.expect("=")
-                named.elements, named.verdicts = self.element_block(named.kinds, is_map)
+                named.elements, named.verdicts = self.element_block(named.kinds, is_map,
+                                                                    named.target)
             else:
                 raise item.error(f"expected 'type', 'flags' or 'elements', found {item}")
             self.end_item()
@@ -178,7 +182,9 @@ class _Parser(RuleBodyParser):
             raise name.error(f"{kind} '{named.name}' needs a type (e.g. 'type ipv4_addr')")
         self.sets[named.name] = named
 
-    def set_type(self, is_map: bool) -> tuple[str, ...]:
+    def set_type(self, is_map: bool) -> tuple[tuple[str, ...], str]:
+        """A key type (``TYPE {. TYPE}``) and, for maps, ``: verdict`` or ``: TARGET``
+        (the data map's value type, "" for sets and verdict maps)."""
         kinds = []
         while True:
             t = self.word("a set type")
@@ -188,15 +194,27 @@ class _Parser(RuleBodyParser):
             if not self.at("."):
                 break
             self.next()
+        target = ""
         if is_map:
-            self.expect(":", " then 'verdict' (maps map keys to verdicts)")
-            v = self.word("'verdict'")
-            if v.text != "verdict":
-                raise v.error("only verdict maps are supported: 'type KEY : verdict'")
-        return tuple(kinds)
+            self.expect(":", " then 'verdict' or a NAT target type (maps map keys to values)")
+            v = self.word("'verdict' or a NAT target type")
+            words = [v.text]
+            while self.at(".") and self.peek().kind == "atom":
+                self.next()
+                words.append(self.word("a type").text)
+            target = " . ".join(words)
+            end = self.toks[self.i - 1]
+            if target == "verdict":
+                target = ""
+            elif target not in DATA_TYPES:
+                raise RuleError(f"a map holds 'verdict' or a NAT target ({', '.join(DATA_TYPES)})"
+                                f", not '{target}'", v.line, v.col, end.col + len(end.text) - v.col)
+        return tuple(kinds), target
 
     # -- elements -------------------------------------------------------------------------------
-    def element_block(self, kinds: tuple[str, ...], is_map: bool):
+    def element_block(self, kinds: tuple[str, ...], is_map: bool, target: str = ""):
+        """``{ element, ... }`` (maps: ``element : value``, the value a verdict or, when
+        ``target`` names a data map's value type, a NAT target); (elements, values)."""
         fields = tuple(_field_of_kind(k) for k in kinds)
         self.expect("{")
         elements, verdicts = [], []
@@ -210,8 +228,12 @@ class _Parser(RuleBodyParser):
             if is_map:
                 while self.tok.kind == "newline":
                     self.next()
-                self.expect(":", " and a verdict after a map key")
-                verdicts.append(self.verdict_word(None))
+                if target:
+                    self.expect(":", f" and a {target} after a map key")
+                    verdicts.append(self.data_value(target))
+                else:
+                    self.expect(":", " and a verdict after a map key")
+                    verdicts.append(self.verdict_word(None))
             while self.tok.kind == "newline":
                 self.next()
             if not self.at(",", "}"):
@@ -249,11 +271,40 @@ class _Parser(RuleBodyParser):
         except ValueError as exc:
             raise RuleError(str(exc), t.line, t.col, len(text)) from None
 
+    def data_value(self, target: str) -> tuple[int, None, tuple[int, int] | None]:
+        """A data map's value: ``ADDRESS`` or ``ADDRESS . PORT`` (one of each, as nftables:
+        a map value is a singleton) as a NAT target (address, None, ports or None)."""
+        version = 4 if target.startswith("ipv4") else 6
+        t = self.word(f"an IPv{version} address")
+        try:
+            address = ipaddress.ip_address(t.text)
+        except ValueError:
+            address = None
+        if address is None or address.version != version:
+            raise t.error(f"'{t.text}' is not an IPv{version} address (a value of a {target} map"
+                          " is one address)")
+        ports = None
+        if target.endswith("inet_service"):
+            if not self.at("."):
+                raise self.tok.error(f"expected '.' and a port: the value is {target}")
+            self.next()
+            p = self.word("a port")
+            try:
+                (ports,) = parse_value(FIELDS["th.dport"], p.text)
+            except ValueError as exc:
+                raise p.error(str(exc)) from None
+            if ports[0] != ports[1] or ports[0] == 0:
+                raise p.error(f"'{p.text}': a map value's port is one port, 1-65535")
+        return int(address), None, ports
+
     # -- cross-references -----------------------------------------------------------------------
     def check_references(self) -> None:
         for tok, name, kinds, want_map in self.refs:
             named = self.sets.get(name)
             what = "map" if want_map else "set"
+            if named is not None and want_map and named.target:
+                raise tok.error(f"map '{name}' is a data map (of {named.target}); 'vmap' needs "
+                                f"a verdict map ('type ... : verdict'); use it with snat/dnat")
             if named is None or named.is_map != want_map:
                 known = [s for s, v in self.sets.items() if v.is_map == want_map]
                 raise tok.error(f"no {what} named '{name}'"
@@ -261,7 +312,11 @@ class _Parser(RuleBodyParser):
             if named.kinds != kinds:
                 raise tok.error(f"{what} '{name}' holds {' . '.join(named.kinds)} keys, "
                                 f"this match needs {' . '.join(kinds)}")
+        for tok, rule, nat, addr_port in self.nat_refs:
+            self.link_nat_map(tok, rule, nat, addr_port)
         for named in self.sets.values():
+            if named.target:
+                continue
             for v in named.verdicts:
                 if v.kind in ("jump", "goto"):
                     self.jumps.append((Token("atom", v.target, named.line, 1), "", v.target))
@@ -286,6 +341,9 @@ class _Parser(RuleBodyParser):
                 visit(dst, path + [name], t)
         for name in self.chains:
             visit(name, [], None)
+
+
+DATA_TYPES = ("ipv4_addr", "ipv6_addr", "ipv4_addr . inet_service", "ipv6_addr . inet_service")
 
 
 def _field_of_kind(kind: str):

@@ -7,12 +7,13 @@ token helpers (``tok``, ``next``, ``at``, ``expect``, ``word``, ``value``, ``ele
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 
 from filter.rules import ast
 from filter.rules.errors import RuleError
-from filter.rules.fields import DYNAMIC, FIELDS, SELECTOR_HEADS, SELECTORS
+from filter.rules.fields import DYNAMIC, FIELDS, SELECTOR_HEADS, SELECTORS, SET_TYPES
 from filter.rules.lexer import Token
 from filter.rules.pcap import check_expression
 from filter.rules.values import normalise, parse_value
@@ -81,6 +82,10 @@ class RuleBodyParser:
                 self.next()
                 nat = self.nat(t)
                 rule.statements.append(nat)
+                if nat.mapref is not None:   # a named map: checked and linked after the file
+                    rule.matches.extend(_proto_matches(self.nat_protos, t.line))
+                    self.nat_refs.append((self.nat_ref_tok, rule, nat, self.nat_addr_port))
+                    continue
                 nfproto = 2 if nat.family == 4 else 10       # only packets of its family
                 rule.matches.append(ast.Match(("meta.nfproto",), ((((nfproto, nfproto),),),),
                                               line=t.line))
@@ -297,10 +302,17 @@ class RuleBodyParser:
 
     def nat(self, t: Token) -> ast.Nat:
         """``snat|dnat [ip|ip6] to TARGET``, ``snat|dnat [ip|ip6] to KEY map { ELEMENT :
-        TARGET, ... }`` or ``masquerade [ip|ip6] [to :PORTS]``."""
+        TARGET, ... }``, ``snat|dnat [ip|ip6] to KEY map @NAME`` or ``masquerade [ip|ip6]
+        [to :PORTS]``."""
         family = 0
         if self.at("ip", "ip6"):
             family = 4 if self.next().text == "ip" else 6
+        addr_port = None                 # nftables' "dnat ip addr . port to KEY map ..."
+        if family and self.at("addr") and t.text != "masquerade":
+            addr_port = self.next()
+            self.expect(".", " and 'port' (dnat ip addr . port to KEY map ...)")
+            if self.word("'port'").text != "port":
+                raise self.toks[self.i - 1].error("expected 'port' after 'addr .'")
         if not self.at("to"):
             if t.text == "masquerade":
                 return ast.Nat("masquerade", family=family or 4)
@@ -308,7 +320,14 @@ class RuleBodyParser:
         self.next()
         if t.text != "masquerade" and self.tok.kind == "atom" and \
                 self.tok.text in SELECTOR_HEADS:
-            return self.nat_map(t, family)
+            self.nat_addr_port = addr_port
+            nat = self.nat_map(t, family)
+            if addr_port is not None and any(ports is None for _, (_, _, ports) in nat.targets):
+                raise addr_port.error("'addr . port': every target of the map needs a port")
+            return nat
+        if addr_port is not None:
+            raise addr_port.error("'addr . port' goes with a map of address . port targets: "
+                                  f"{t.text} ip addr . port to KEY map ...")
         first, last, ports, family = self.nat_target(t, family)
         return ast.Nat(t.text, first, ports, family, last)
 
@@ -369,9 +388,19 @@ class RuleBodyParser:
         fields = [FIELDS[n] for n in names]
         m = self.tok
         if not self.at("map"):
-            raise m.error(f"expected 'map {{ KEY : TARGET, ... }}' after the key, found {m}")
+            raise m.error(f"expected 'map {{ KEY : TARGET, ... }}' or 'map @NAME' after the "
+                          f"key, found {m}")
         self.next()
-        self.expect("{")
+        self.nat_protos = sorted(protos)
+        if self.at("@"):
+            self.next()
+            self.nat_ref_tok = self.word("a map name")
+            return ast.Nat(t.text, None, None, family, key=tuple(names),
+                           mapref=self.nat_ref_tok.text)
+        if not self.at("{"):
+            raise self.tok.error(f"expected '{{ KEY : TARGET, ... }}' or '@NAME' after 'map', "
+                                 f"found {self.tok}")
+        self.next()
         targets = []
         while True:
             while self.tok.kind == "newline":
@@ -390,9 +419,38 @@ class RuleBodyParser:
                 raise self.tok.error(f"expected ',' or '}}' after a map entry, found {self.tok}")
             if self.at(","):
                 self.next()
-        self.nat_protos = sorted(protos)
         return ast.Nat(t.text, targets[0][1][0], None, family or 4, key=tuple(names),
                        targets=tuple(targets))
+
+    def link_nat_map(self, tok: Token, rule: ast.Rule, nat: ast.Nat,
+                     addr_port: Token | None) -> None:
+        """Check ``snat|dnat to KEY map @NAME`` against the map, link the statement to it and
+        add the matches it implies (its family; the key in the map). ``addr_port``: the
+        ``addr`` word of nftables' ``dnat ip addr . port to ...``, if written."""
+        name, named = nat.mapref, self.sets.get(nat.mapref)
+        if named is not None and named.is_map and not named.target:
+            raise tok.error(f"map '{name}' is a verdict map; {nat.kind} needs a data map "
+                            "('type KEY : ipv4_addr' or another NAT target type)")
+        if named is None or not named.is_map:
+            known = [s for s, v in self.sets.items() if v.target]
+            raise tok.error(f"no data map named '{name}'"
+                            + (f" (defined: {', '.join(known)})" if known else ""))
+        kinds = tuple(FIELDS[f].kind for f in nat.key)
+        if named.kinds != kinds:
+            raise tok.error(f"map '{name}' has {_type_names(named.kinds)} keys, this key is "
+                            f"{_type_names(kinds)}")
+        if nat.family and nat.family != named.family:
+            raise tok.error(f"{nat.kind} {'ip' if nat.family == 4 else 'ip6'}: map '{name}' "
+                            f"holds {named.target} targets")
+        if addr_port is not None and not named.target.endswith("inet_service"):
+            raise addr_port.error(f"'addr . port' needs a map of address . port targets; "
+                                  f"map '{name}' holds {named.target}")
+        linked = dataclasses.replace(nat, family=named.family, named=named)
+        rule.statements[next(i for i, s in enumerate(rule.statements) if s is nat)] = linked
+        nfproto = 2 if named.family == 4 else 10
+        rule.matches.append(ast.Match(("meta.nfproto",), ((((nfproto, nfproto),),),),
+                                      line=rule.line))
+        rule.matches.append(ast.Match(nat.key, setref=name, line=rule.line))
 
     def verdict_word(self, chain: str | None) -> ast.Verdict:
         t = self.word("a verdict")
@@ -427,9 +485,20 @@ KEYWORDS = sorted({w[0] for w in SELECTORS} | set(VERDICTS) | {
     "ct", "pcap", "limit", "counter", "log", "snat", "dnat", "masquerade"})
 
 
+def _type_names(kinds: tuple[str, ...]) -> str:
+    """Field kinds as nftables names them (``ipv4_addr . inet_service``)."""
+    names = {kind: name for name, kind in SET_TYPES.items()}
+    return " . ".join(names.get(k, k) for k in kinds)
+
+
+def _proto_matches(protos: list[int], line: int) -> list[ast.Match]:
+    """``meta l4proto`` matches for the protocols a key's selectors imply."""
+    return [ast.Match(("meta.l4proto",), ((((p, p),),),), line=line) for p in protos]
+
+
 def _map_key_matches(nat: ast.Nat, protos: list[int], line: int) -> list[ast.Match]:
     """The matches a NAT data map implies: its key's protocols, and the key in the map."""
-    out = [ast.Match(("meta.l4proto",), ((((p, p),),),), line=line) for p in protos]
+    out = _proto_matches(protos, line)
     elements = tuple(e for e, _ in nat.targets)
     if len(nat.key) == 1:
         elements = ((normalise(iv for e in elements for iv in e[0]),),)

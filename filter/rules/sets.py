@@ -1,4 +1,5 @@
-"""Run-time changes to named sets and maps: add and delete elements (written as in the file)."""
+"""Run-time changes to named sets, verdict maps and NAT data maps: add and delete elements
+(written as in the file)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,18 @@ def _named(ruleset: Ruleset, name: str):
 
 
 def add_elements(ruleset: Ruleset, name: str, text: str) -> int:
-    """Add the elements written in ``text`` to set/map ``name``; returns how many were new.
-    A map element already present gets the new verdict."""
+    """Add the elements written in ``text`` to set/map ``name``; returns how many changed:
+    new elements, and map elements already present that get a new value (verdict or NAT
+    target). Nothing changes when any element is bad."""
     named = _named(ruleset, name)
     elements, verdicts = parse_elements(named, text)
     added = 0
     for n, element in enumerate(elements):
         if element in named.elements:
-            if named.is_map:
-                named.verdicts[named.elements.index(element)] = verdicts[n]
+            i = named.elements.index(element)
+            if named.is_map and named.verdicts[i] != verdicts[n]:
+                named.verdicts[i] = verdicts[n]
+                added += 1
             continue
         named.elements.append(element)
         if named.is_map:
