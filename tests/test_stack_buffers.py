@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.stack import tap_description
-from drivers.tap import NUMPY_FROM
-from drivers.tap import _ones_sum as tap_ones_sum
+from drivers.tap import ones_sum as tap_ones_sum
 from harness.control import ControlError, request
 from netstack.apps.pattern import pattern_sha256
+from netstack.wire.checksum import NUMPY_FROM
 from tests.capnet_run import ROOT, start, wait_for
 
 US = "10.77.0.2"
