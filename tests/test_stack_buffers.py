@@ -8,11 +8,8 @@ the TAP's checksum sum against the RFC 1071 loop on both of its paths (int and n
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import subprocess
 import sys
-import uuid
 
 import pytest
 from hypothesis import given, settings
@@ -20,12 +17,12 @@ from hypothesis import strategies as st
 
 from bench.stack import tap_description
 from drivers.tap import ones_sum as tap_ones_sum
-from harness.control import ControlError, request
+from harness.control import request
 from netstack.apps.pattern import pattern_sha256
 from netstack.wire.checksum import NUMPY_FROM
-from tests.capnet_run import ROOT, start, wait_for
+from tests.capnet_run import ROOT, STACK_ADDRESS, serving_stack
 
-US = "10.77.0.2"
+US = STACK_ADDRESS
 BUFFERS = 64
 EXCHANGES = 600
 DOWNLOAD = 3_000_000
@@ -60,36 +57,8 @@ def small_pools(ns: str) -> str:
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
-    for tool in ("ip", "curl"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is required (bash scripts/dev installs it)")
-    tmp = tmp_path_factory.mktemp("buffers")
-    ns = f"cnbf{os.getpid() % 100000}{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    control, proc = str(tmp / "ctl" / "stack.sock"), None
-    try:
-        description = tmp / "tap.toml"
-        description.write_text(small_pools(ns))
-        proc = start("run", str(description), "--control", control)
-
-        def serving() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(proc.communicate()[1])
-            done = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "-m", "2",
-                                   f"http://{US}/"], capture_output=True, timeout=10)
-            return done.returncode == 0 and b"capnet" in done.stdout
-
-        wait_for(serving, timeout=30, what="the stack's HTTP server")
-        yield ns, control
-    finally:
-        if proc is not None and proc.poll() is None:
-            try:
-                request(control, {"op": "stop"})
-                proc.wait(timeout=30)
-            except (ControlError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
-        subprocess.run(["ip", "netns", "delete", ns], check=False)
+    with serving_stack(tmp_path_factory.mktemp("buffers"), "cnbf", small_pools) as running:
+        yield running
 
 
 def _components(control: str) -> dict:

@@ -6,11 +6,8 @@ description's check of the key."""
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import subprocess
 import sys
-import uuid
 
 import pytest
 from hypothesis import given, settings
@@ -20,12 +17,12 @@ from scapy.layers.l2 import Ether
 
 from bench.stack import tap_description
 from drivers.tap import complete_checksum
-from harness.control import ControlError, request
+from harness.control import request
 from netstack.apps.pattern import pattern_sha256
 from netstack.wire.checksum import NUMPY_FROM, ones_sum
-from tests.capnet_run import ROOT, capnet, start, wait_for
+from tests.capnet_run import ROOT, STACK_ADDRESS, capnet, serving_stack
 
-US = "10.77.0.2"
+US = STACK_ADDRESS
 BULK = 12 << 20
 
 SENDER = r'''
@@ -48,37 +45,10 @@ print(answer.decode().strip())
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
-    for tool in ("ip", "curl"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is required (bash scripts/dev installs it)")
-    tmp = tmp_path_factory.mktemp("offload")
-    ns = f"cnof{os.getpid() % 100000}{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    control, proc = str(tmp / "ctl" / "stack.sock"), None
-    try:
-        description = tmp / "tap.toml"
-        description.write_text(tap_description(ns, offload=True))
-        proc = start("run", str(description), "--control", control, "--set",
-                     'stack.apps=["udp-echo:7", "tcp-echo:9", "http:80", "bulk-recv:5001"]')
-
-        def serving() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(proc.communicate()[1])
-            done = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "-m", "2",
-                                   f"http://{US}/"], capture_output=True, timeout=10)
-            return done.returncode == 0 and b"capnet" in done.stdout
-
-        wait_for(serving, timeout=30, what="the stack's HTTP server")
-        yield ns, control
-    finally:
-        if proc is not None and proc.poll() is None:
-            try:
-                request(control, {"op": "stop"})
-                proc.wait(timeout=30)
-            except (ControlError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
-        subprocess.run(["ip", "netns", "delete", ns], check=False)
+    apps = 'stack.apps=["udp-echo:7", "tcp-echo:9", "http:80", "bulk-recv:5001"]'
+    with serving_stack(tmp_path_factory.mktemp("offload"), "cnof",
+                       lambda ns: tap_description(ns, offload=True), "--set", apps) as running:
+        yield running
 
 
 def _nic_counters(control: str) -> dict:
