@@ -10,8 +10,9 @@ The standard pipeline is replay → stage → capture, each a confined component
 pass-through, or ``filter:Firewall`` with ``--rules``/``--filter``, and what it drops goes to a
 second capture with ``--dropped``. ``--system`` puts a user's system in its place (see
 ``fit_system``). Timing follows the capture's own gaps unless a mode is given, as with
-tcpreplay (a replay that would take over a minute says so, and how to go faster). ``-w`` and ``--dropped`` write the input's format (pcap stays pcap with its timestamp
-precision, pcapng stays pcapng) with each frame's original timestamp and bytes."""
+tcpreplay (a replay that would take over a minute says so, and how to go faster). ``-w`` and
+``--dropped`` write the input's format (pcap stays pcap with its timestamp precision, pcapng
+stays pcapng) with each frame's original timestamp and bytes."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def _timing_config(args) -> dict:
             return {"mode": mode, mode: getattr(args, mode)}
     config = {"mode": "multiplier", "multiplier": args.multiplier} if args.multiplier \
         else {"mode": "original"}
-    if getattr(args, "maxsleep", None) is not None:
+    if args.maxsleep is not None:
         config["maxsleep_ms"] = args.maxsleep
     return config
 

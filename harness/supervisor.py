@@ -316,7 +316,7 @@ class Supervisor:
         while (name, ident) not in self.replies:
             left = deadline - time.monotonic()
             if left <= 0 or record.state in ("failed", "stopped"):
-                return self.replies.pop((name, ident), None)
+                return None
             self.pump(min(left, 0.05))
         return self.replies.pop((name, ident))
 
