@@ -40,8 +40,10 @@ class Forward(Component):
 
     def _forward(self) -> None:
         for q in self.inputs:
-            # copying into a diode frees each buffer at once: take no more than can go back
-            room = min(self.out.space(), q.space()) if self.copying else self.out.space()
+            # copying into a diode frees each buffer at once; what the free ring has no room
+            # for waits in the queue end (a deferred release), so an origin that has stopped
+            # taking returns back cannot strand frames on the input ring
+            room = self.out.space()
             if self.dropped is not None:        # what is dropped must fit down there too
                 room = min(room, self.dropped.space())
             batch = q.receive(room)
