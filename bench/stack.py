@@ -8,7 +8,9 @@
    Python socket digesting the stream the same way). Goodput in Mbit/s; capnet's ratio.
 2. Request/response latency: a kernel client sends 64-byte messages one at a time
    (TCP_NODELAY) to capnet's TCP echo, and to a kernel echo over veth; p50 and p99 in µs;
-   the ratio of the p50s.
+   the ratio of the p50s. Twice for capnet: as the example runs (spin-then-block waiting), and
+   with the NIC and the stack busy-polling (``--set nic.wait=poll --set stack.wait=poll``),
+   where no hop waits for a wake-up.
 3. Goodput under loss: two capnet stacks over drivers.wire:Wire (examples/stack-wire.toml),
    loss-free and with 1% seeded loss; the ratio.
 
@@ -184,15 +186,18 @@ def tap_description(ns: str, offload: bool) -> str:
     return text
 
 
-def _over_tap(tmp: Path, size: int, count: int, offload: bool = True) -> dict:
-    """Bulk and request/response from the kernel to capnet over TAP."""
+def _over_tap(tmp: Path, size: int | None, count: int, offload: bool = True,
+              poll: bool = False) -> dict:
+    """Bulk (unless ``size`` is None) and request/response from the kernel to capnet over TAP;
+    with ``poll``, the NIC and the stack busy-poll (``wait = "poll"``)."""
     ns = f"cnbench{uuid.uuid4().hex[:6]}"
     _ip("netns", "add", ns)
     description = tmp / "tap.toml"
     description.write_text(tap_description(ns, offload))
     control = str(tmp / "ctl" / "tap.sock")
+    waits = ("nic.wait=poll", "stack.wait=poll") if poll else ()
     proc = _capnet(description, control,
-                   'stack.apps=["tcp-echo:9", "bulk-recv:5001", "http:80"]')
+                   'stack.apps=["tcp-echo:9", "bulk-recv:5001", "http:80"]', *waits)
     try:
         def listening() -> bool:
             if proc.poll() is not None:
@@ -201,7 +206,7 @@ def _over_tap(tmp: Path, size: int, count: int, offload: bool = True) -> dict:
                                     f"http://{US}/"], capture_output=True)
             return probe.returncode == 0
         _wait("the capnet stack", listening)
-        bulk = _peer(ns, "send", US, 5001, size)
+        bulk = _peer(ns, "send", US, 5001, size) if size is not None else None
         latency = _peer(ns, "rr", US, 9, count, 64)
         return {"bulk": bulk, "latency": latency}
     finally:
@@ -268,6 +273,7 @@ def run(size: int, wire_size: int, count: int, offload: bool = True) -> dict:
     with tempfile.TemporaryDirectory(prefix="capnet-bench-") as tmp:
         tmp = Path(tmp)
         capnet = _over_tap(tmp, size, count, offload)
+        polling = _over_tap(tmp, None, count, offload, poll=True)
         kernel = _over_veth(size, count)
         clean = _over_wire(tmp, wire_size, 0.0)
         lossy = _over_wire(tmp, wire_size, 0.01)
@@ -284,7 +290,8 @@ def run(size: int, wire_size: int, count: int, offload: bool = True) -> dict:
         "tap_offload": offload,
         "bulk_mbps": {"capnet_tap": _mbps(size, capnet["bulk"]["seconds"]),
                       "kernel_veth": _mbps(size, kernel["bulk"]["seconds"])},
-        "latency_us": {"capnet_tap": capnet["latency"], "kernel_veth": kernel["latency"]},
+        "latency_us": {"capnet_tap": capnet["latency"], "capnet_tap_polling": polling["latency"],
+                       "kernel_veth": kernel["latency"]},
         "wire_bytes": wire_size,
         "wire_mbps": {"loss_free": _mbps(wire_size, clean["seconds"]),
                       "loss_1pct": _mbps(wire_size, lossy["seconds"])},
@@ -294,6 +301,8 @@ def run(size: int, wire_size: int, count: int, offload: bool = True) -> dict:
             "kernel_veth"],
         "latency_p50_capnet_over_kernel": capnet["latency"]["p50_us"] / kernel["latency"][
             "p50_us"],
+        "latency_p50_capnet_polling_over_kernel": polling["latency"]["p50_us"] / kernel[
+            "latency"]["p50_us"],
         "goodput_1pct_loss_over_loss_free": out["wire_mbps"]["loss_1pct"] / out["wire_mbps"][
             "loss_free"],
     }
@@ -314,6 +323,12 @@ def _table(result: dict) -> Table:
                   f"{lat['kernel_veth']['p50_us']:.1f}",
                   f"{r['latency_p50_capnet_over_kernel']:.2f}", "<= 3")
     table.add_row("request/response 64 B, p99 µs", f"{lat['capnet_tap']['p99_us']:.1f}",
+                  f"{lat['kernel_veth']['p99_us']:.1f}", "", "")
+    polled = lat["capnet_tap_polling"]
+    table.add_row("  the same, NIC and stack polling: p50 µs", f"{polled['p50_us']:.1f}",
+                  f"{lat['kernel_veth']['p50_us']:.1f}",
+                  f"{r['latency_p50_capnet_polling_over_kernel']:.2f}", "<= 3")
+    table.add_row("  polling: p99 µs", f"{polled['p99_us']:.1f}",
                   f"{lat['kernel_veth']['p99_us']:.1f}", "", "")
     table.add_row(f"stack to stack {result['wire_bytes'] / 1e6:.0f} MB over wire, Mbit/s",
                   f"{w['loss_1pct']:.1f} 1% loss", f"{w['loss_free']:.1f} no loss",

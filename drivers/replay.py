@@ -3,7 +3,7 @@
     capnet replay CAPTURE [--system SYSTEM.toml | --rules RULES | --filter EXPR]
                   [-w OUT] [--dropped OUT] [--topspeed | --multiplier X | --pps N | --mbps N]
                   [--maxsleep MS] [--loop N] [--duration S] [--preload]
-                  [--timestamps original|ingress|egress]
+                  [--timestamps original|ingress|egress] [--poll]
                   [--json FILE] [--latency-plot FILE.png] [--control PATH]
 
 The standard pipeline is replay → stage → capture, each a confined component; the stage is a
@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timestamps", choices=("original", "ingress", "egress"),
                    default="original", help="what -w stamps each frame with: its original "
                    "time (default), when it entered the pipeline, or when it came out")
+    p.add_argument("--poll", action="store_true", help="every component busy-polls its rings "
+                   "(wait = \"poll\"): the least latency, at the cost of a CPU per component")
     p.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     p.add_argument("--latency-plot", metavar="FILE.png", help="draw latency histogram and CDF")
     p.add_argument("--control", metavar="PATH", help="control socket path")
@@ -273,6 +275,8 @@ def summarise(run: dict, total_expected: int, roles: tuple[str, str] = ("replay"
                                                                     .get("in", 0)))
                              for name, c in comps.items() if (c["stats"] or {}).get("cpu_ns")
                              and (c["stats"] or {}).get("counters", {}).get("in")},
+        "wakeups_sent": {name: sum(q.get("signals", 0) for q in c["stats"]["queues"].values())
+                         for name, c in comps.items() if (c["stats"] or {}).get("queues")},
         "balanced": cons["balanced"], "stop_reason": run["stop_reason"],
         "faults": {n: c["faults"] for n, c in comps.items() if c["faults"]},
     }
@@ -385,14 +389,20 @@ def replay(args: argparse.Namespace, err: Console) -> dict:
     target = Path(args.write).resolve() if args.write else None
     dropped = Path(args.dropped).resolve() if args.dropped else None
     with tempfile.TemporaryDirectory(prefix="capnet-replay-") as tmp:
-        path, patch = Path(tmp) / "replay.toml", None
+        path = Path(tmp) / "replay.toml"
         if args.system:
             path = Path(args.system)
-            def patch(doc):
-                fit_system(doc, capture, target, dropped, args)
         else:
             path.write_text(describe(capture, target, dropped, result.linktype,
                                      min(max_caplen, MAX_BUFFER), len(result.records), args))
+
+        def patch(doc):
+            if args.system:
+                fit_system(doc, capture, target, dropped, args)
+            if args.poll:
+                for comp in (doc.get("components") or {}).values():
+                    if isinstance(comp, dict):
+                        comp["wait"] = "poll"
         try:
             system = load(path, patch=patch)
             problems = preflight(system)

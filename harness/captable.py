@@ -63,8 +63,9 @@ def render_check(system: System, console: Console) -> None:
     for warning in system.warnings:
         console.print(str(warning), markup=False, highlight=False)
     for name, spec in sorted(system.components.items(), key=lambda kv: -kv[1].priority):
+        polls = ", busy-polls" if spec.wait == "poll" else ""
         table = Table(title=f"{name}: {spec.program}, priority {spec.priority}, "
-                            f"restart {spec.restart}", title_justify="left")
+                            f"restart {spec.restart}{polls}", title_justify="left")
         table.add_column("capability")
         table.add_column("name")
         table.add_column("detail")

@@ -36,7 +36,7 @@ SYSTEM_KEYS = ("name", "description")
 REGION_KEYS = ("size", "buffer_size")
 MAX_BUFFER = 262144     # libpcap's largest snapshot length: any captured frame fits one buffer
 COMPONENT_KEYS = ("program", "priority", "config", "maps", "restart", "max_restarts", "limits",
-                  "devices")
+                  "devices", "wait")
 DEVICE_KEYS = ("kind", "path", "mode", "name", "netns", "address", "offload")
 NETWORK_DEVICE_KINDS = ("tap", "tun", "afpacket")   # interfaces: read and written, both ways
 DEVICE_KINDS = ("file", *NETWORK_DEVICE_KINDS)
@@ -50,6 +50,7 @@ QUEUE_KEYS = ("name", "producer", "consumer", "data", "capacity", "kind")
 CHANNEL_KEYS = ("name", "ends", "pp")
 TOP_KEYS = ("system", "regions", "components", "queues", "channels")
 RESTART = ("never", "on-failure", "always")
+WAIT = ("block", "poll")     # spin-then-block (the default), or busy-poll (harness.eventloop)
 QUEUE_KINDS = ("pair", "diode")
 
 
@@ -107,6 +108,7 @@ class ComponentSpec:
     max_restarts: int = 3
     limits: Limits = Limits()
     devices: tuple[DeviceSpec, ...] = ()
+    wait: str = "block"
 
     @property
     def module(self) -> str:
@@ -384,9 +386,10 @@ def _components(ck: _Checker, doc: dict, regions: dict,
         max_restarts = ck.integer(raw.get("max_restarts", 3), f"{key}.max_restarts", 0, 100)
         limits = _limits(ck, raw.get("limits", {}), f"{key}.limits")
         devices = _devices(ck, _netns_from_config(raw, config), f"{key}.devices")
-        if ok and None not in (priority, restart, max_restarts, limits, devices):
+        wait = ck.choice(raw.get("wait", "block"), f"{key}.wait", WAIT)
+        if ok and None not in (priority, restart, max_restarts, limits, devices, wait):
             out[name] = ComponentSpec(name, program, priority, config, tuple(maps), restart,
-                                      max_restarts, limits, devices)
+                                      max_restarts, limits, devices, wait)
     return out
 
 
@@ -705,6 +708,9 @@ def _apply_overrides(ck: _Checker, doc: dict, overrides: Sequence[str]) -> None:
         if comp not in components or not isinstance(components[comp], dict):
             ck.problems.append(Problem(ck.path, "--set", f"{text!r}: no component '{comp}'",
                                        f"components: {', '.join(sorted(components)) or 'none'}"))
+            continue
+        if keys == ["wait"]:            # the component's own key, not one of its config's
+            components[comp]["wait"] = value
             continue
         table = components[comp].setdefault("config", {})
         for k in keys[:-1]:

@@ -4,6 +4,13 @@ The loop follows sDDF's signalling protocol on every incoming ring: drain, reque
 re-check, and only then sleep (``QueueEnd.arm``). A queue whose component left frames on it
 (e.g. its downstream ring was full) is *stalled*: it is not offered again until some notification
 arrives, so a blocked pipeline sleeps instead of spinning.
+
+A component described with ``wait = "poll"`` busy-polls instead, as DPDK's poll-mode drivers
+do: it never asks for a signal and never sleeps, so no peer pays for waking it and no frame
+waits for a wake-up (on a VM, where waking a halted CPU costs ~100 µs, that is most of a hop's
+latency). Between looks it yields the CPU (``sched_yield``), so pollers and other programs that
+share a core take turns instead of waiting for the scheduler's time slice. It costs a whole CPU
+per poller; DESIGN.md's spin-then-block stays the default for that reason.
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ LOOK_EVERY_NS = 1_000_000   # while busy, how often to look at the control socke
 class Runtime:
     def __init__(self, component: Component, control: socket.socket, channels: dict[str, Channel],
                  serve_socks: dict[str, socket.socket], wait_fds: dict[str, int],
-                 ledgers: dict, device_fds: dict[str, int] | None = None) -> None:
+                 ledgers: dict, device_fds: dict[str, int] | None = None,
+                 poll: bool = False) -> None:
         self.component = component
+        self.poll = poll                    # busy-poll: never arm, never block
         self.control = control
         self.channels = channels
         self.serve_socks = serve_socks      # channel name -> socket on which lower PDs call us
@@ -141,6 +150,11 @@ class Runtime:
                 spun = False
                 continue
             timeout = self._timeout_ns()
+            if self.poll:
+                if not self._poll(waiter, timeout):
+                    return 1
+                looked = time.monotonic_ns()
+                continue
             if self._settle():      # released buffers wait for room: look again soon
                 timeout = SETTLE_NS if timeout is None else min(timeout, SETTLE_NS)
             if not spun and SPIN_NS and timeout != 0:
@@ -162,6 +176,15 @@ class Runtime:
             if not self._dispatch_all(keys):
                 return 1
         return 0
+
+    def _poll(self, waiter: Waiter, timeout: int | None) -> bool:
+        """One look of a polling component: until a ring has work, an fd is ready or a timer is
+        due, look again, yielding the CPU in between; then serve what the fds brought."""
+        self._settle()
+        budget = LOOK_EVERY_NS if timeout is None else min(timeout, LOOK_EVERY_NS)
+        waiter.spin(budget, lambda: self._any_pending() or waiter.any_ready(), yield_cpu=True)
+        self._stalled.clear()       # news, or a while passed: offer everything again
+        return self._dispatch_all(waiter.ready())
 
     def _dispatch_all(self, keys: list) -> bool:
         for kind, name in keys:

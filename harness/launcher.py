@@ -154,7 +154,7 @@ class Build:
             "name": name, "program": spec.program, "priority": spec.priority,
             "config": spec.config, "regions": regions, "queues": queues, "ledgers": ledgers,
             "channels": channels, "limits": limits, "resume": resume, "devices": devices,
-            "incarnation": incarnation,
+            "incarnation": incarnation, "wait": spec.wait,
             "paths": program_paths(system.path),
         }
         return manifest, fds, temporary

@@ -139,7 +139,8 @@ def main(argv: list[str]) -> int:
             channels[dev.name] = Channel(dev.name, "device", "outside")
             device_fds[dev.name] = dev.fd
     component.counters = {}
-    runtime = Runtime(component, control, channels, serve, wait_fds, ledgers, device_fds)
+    runtime = Runtime(component, control, channels, serve, wait_fds, ledgers, device_fds,
+                      poll=manifest.get("wait") == "poll")
     for ch in channels.values():
         ch._runtime = runtime
     component._runtime = runtime

@@ -105,17 +105,24 @@ class Waiter:
         return [self._keys[fd] for fd, _ in events if fd in self._keys]
 
     @staticmethod
-    def spin(budget_ns: int, poll) -> bool:
-        """Poll ``poll()`` for up to ``budget_ns``; whether it found work."""
+    def spin(budget_ns: int, poll, yield_cpu: bool = False) -> bool:
+        """Poll ``poll()`` for up to ``budget_ns``; whether it found work. With ``yield_cpu``,
+        give the CPU to whatever else is runnable on it between polls (``sched_yield(2)``)."""
         end = time.monotonic_ns() + budget_ns
         while time.monotonic_ns() < end:
             if poll():
                 return True
+            if yield_cpu:
+                os.sched_yield()
         return False
 
     def ready(self) -> list:
         """Keys of the fds ready now, without waiting."""
         return [self._keys[fd] for fd, _ in self._epoll.poll(0) if fd in self._keys]
+
+    def any_ready(self) -> bool:
+        """Whether any fd is ready now (a timer's fd, too)."""
+        return bool(self._epoll.poll(0))
 
     def _timerfd(self) -> _TimerFd:
         if self._timer is None:

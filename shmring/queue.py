@@ -21,7 +21,7 @@ from shmring.ring import RingConsumer, RingProducer, peek_offsets, ring_bytes
 from shmring.ring import occupancy as _ring_occupancy
 
 STAT_KEYS = ("sent", "received", "released", "reclaimed", "full", "bad_offset", "bad_alignment",
-             "bad_length", "duplicate", "not_held", "index_faults")
+             "bad_length", "duplicate", "not_held", "index_faults", "signals")
 
 
 def queue_bytes(capacity: int) -> int:
@@ -148,11 +148,13 @@ class QueueEnd:
             return False
         self._out.clear_signal_request()
         signal(self.notify_fd)
+        self.counters["signals"] = self.counters.get("signals", 0) + 1
         return True
 
     def stats(self) -> dict[str, int]:
         """Counters: sent/received, released/reclaimed, full (refused for lack of space),
-        bad_offset/bad_alignment/bad_length/duplicate, not_held, index_faults."""
+        bad_offset/bad_alignment/bad_length/duplicate, not_held, index_faults, and signals (the
+        wake-ups this end sent its peer)."""
         out = dict.fromkeys(STAT_KEYS, 0)
         out.update(self.counters)
         out["index_faults"] = self._in.index_faults + self._out.index_faults

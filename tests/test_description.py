@@ -241,6 +241,8 @@ def test_unknown_keys_in_queues_and_channels(tmp_path):
      "components.sink.limits.memory", "got 1024"),
     ("priority = 100", "priority = 100\nlimits = { open_files = 1 }",
      "components.sink.limits.open_files", "16..65536, got 1"),
+    ("priority = 100", 'priority = 100\nwait = "spin"', "components.sink.wait",
+     "must be one of 'block', 'poll', got 'spin'"),
 ])
 def test_wrong_types_and_ranges(tmp_path, old, new, key, message):
     text = (HEAD + QUEUE).replace(old, new, 1)

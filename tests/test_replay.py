@@ -47,6 +47,17 @@ def test_loop_replays_the_file_n_times(tmp_path):
     assert _tcpdump(out) == _tcpdump(EXAMPLE) * 2
 
 
+def test_a_polling_pipeline_writes_the_same_and_is_never_signalled(tmp_path):
+    out, summary = tmp_path / "out.pcap", tmp_path / "s.json"
+    proc = capnet("replay", str(EXAMPLE), "-w", str(out), "--pps", "50000", "--poll",
+                  "--json", str(summary))
+    assert proc.returncode == 0, proc.stderr
+    assert _tcpdump(out) == _tcpdump(EXAMPLE)
+    s = json.loads(summary.read_text())
+    assert s["frames"]["out"] == 20000 and s["balanced"]
+    assert s["wakeups_sent"] == {"replay": 0, "stage": 0, "capture": 0}
+
+
 def test_truncated_capture_replays_what_precedes_the_bad_record(tmp_path):
     data = EXAMPLE.read_bytes()
     cut = tmp_path / "cut.pcap"
