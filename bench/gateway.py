@@ -1,5 +1,5 @@
-"""``capnet bench gateway [--json FILE] [--seconds S] [--rounds N]``: the WireGuard gateway
-against wireguard-go, measured in the same run.
+"""``capnet bench gateway [--json FILE] [--seconds S] [--rounds N] [--handshake-seconds S]``:
+the WireGuard gateway against wireguard-go, measured in the same run.
 
 1. core: the sans-I/O ``Device`` sealing 1420-byte packets in one process (packets per
    second of CPU time);
@@ -12,10 +12,13 @@ against wireguard-go, measured in the same run.
    capnet, …) so both see the same background load; the ratio is of the two medians, and
    each round's ratio is listed;
 4. handshake: capnet's handshake core against wireguard-go over UDP (median of 20, with its
-   parts), and through the whole system (gw -> key component by protected call ->
-   wireguard-go): the first ping's round trip minus the median of the next ten, and the same
-   handshake timed inside the gw component (first packet staged -> sent; see
-   ``Gateway.stats()["first_handshake_us"]``), with the key calls' wall and CPU time;
+   parts), and through the whole system (gw -> black NIC -> wireguard-go -> black NIC -> gw ->
+   key component by protected call): a gateway rekeying every second carries pings for
+   ``--handshake-seconds``, and each handshake is timed inside the gw component from its need
+   to its keys in use (``Gateway.stats()["handshakes_us"]``; median, max, and the first,
+   which a packet waited for); also the first ping's round trip minus the median of the next
+   ten, and the first handshake's timeline (``first_handshake_us``), with the key calls' wall
+   and CPU time;
 5. component: the gw component alone in one process on real queues (``bench.gateway_component``):
    packets sealed per second of its CPU time, without the other processes' load.
 
@@ -116,22 +119,51 @@ def bench_core(count: int = 50000) -> float:
     return count / (time.thread_time() - start)
 
 
+# ping DST [COUNT [GAP_S]]: round trips in ms, one per line (11, back to back, by default)
 RTTS = r"""
 import socket, struct, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); s.settimeout(3)
+count = int(sys.argv[2]) if len(sys.argv) > 2 else 11
+gap = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
 def csum(b):
     v = sum(struct.unpack('!%dH' % (len(b) // 2), b)); v = (v >> 16) + (v & 0xffff)
     return ~(v + (v >> 16)) & 0xffff
-for seq in range(11):
-    h = struct.pack('!BBHHH', 8, 0, 0, 0x4343, seq) + b'rtt!'
+for seq in range(count):
+    h = struct.pack('!BBHHH', 8, 0, 0, 0x4343, seq & 0xffff) + b'rtt!'
     t = time.perf_counter()
     s.sendto(h[:2] + struct.pack('!H', csum(h)) + h[4:], (sys.argv[1], 0))
     while True:
         d = s.recv(2000)
-        if d[20] == 0 and d[24:28] == struct.pack('!HH', 0x4343, seq):
+        if d[20] == 0 and d[24:28] == struct.pack('!HH', 0x4343, seq & 0xffff):
             break
     print((time.perf_counter() - t) * 1000)
+    time.sleep(gap)
 """
+
+REKEYING = "{ rekey_after_time = 1, rekey_timeout = 1 }"   # a handshake every second of traffic
+
+
+def bench_system_handshakes(seconds: float) -> dict:
+    """Handshakes with wireguard-go through the whole system, timed inside the gw component
+    (from the need for one to its keys in use: the initiation out through the black NIC,
+    wireguard-go's answer back through it, the response's call to the key component): a
+    gateway that rekeys every second (``REKEYING``) carries a ping every 20 ms for ``seconds``;
+    the first handshake (a packet waiting for it) and each rekey after it are counted."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Tunnel(Path(tmp), timing=REKEYING)
+        try:
+            done = t.in_ns(t.red_ns, RTTS, "10.200.0.2", str(int(seconds / 0.02)), "0.02",
+                           timeout=seconds * 10 + 60)
+            if done.returncode != 0:
+                raise RuntimeError("pings through the tunnel failed: " + done.stderr)
+            gw = t.stop()["components"]["gw"]["stats"]["extra"]
+        finally:
+            t.close()
+    times = [us / 1000 for us in gw["handshakes_us"]]
+    if not times:
+        raise RuntimeError("no handshake completed")
+    return {"count": len(times), "first_ms": times[0], "median_ms": statistics.median(times),
+            "max_ms": max(times), "all_ms": [round(x, 3) for x in times]}
 
 
 def bench_gateway(seconds: float, rounds: int) -> dict:
@@ -302,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each flood")
     parser.add_argument("--rounds", type=int, default=2,
                         help="floods of each kind, alternating capnet and wireguard-go")
+    parser.add_argument("--handshake-seconds", type=float, default=8.0,
+                        help="how long the rekeying gateway carries pings (a handshake a second)")
     args = parser.parse_args(argv)
     if args.seconds <= 0:
         parser.error("--seconds must be positive")
@@ -316,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     gw, gw_capacity = system["rate"], system["capacity"]
     wgo = statistics.median(system["wgo"])
     handshake = bench_handshake()
+    handshakes = bench_system_handshakes(args.handshake_seconds)
     gbit = lambda pps: pps * PACKET * 8 / 1e9   # noqa: E731
     result = {
         "packet_bytes": PACKET,
@@ -331,7 +366,12 @@ def main(argv: list[str] | None = None) -> int:
                             for a, b in zip(system["rates"], system["wgo"], strict=True)],
         "handshake_with_wireguard_go_ms": round(handshake["total"], 3),
         **{f"core_handshake_{k}_ms": round(v, 3) for k, v in handshake.items() if k != "total"},
-        "system_handshake_ms": round(system["handshake_ms"], 3),
+        "system_handshakes": handshakes["count"],
+        "system_handshake_median_ms": round(handshakes["median_ms"], 3),
+        "system_handshake_max_ms": round(handshakes["max_ms"], 3),
+        "system_handshake_first_ms": round(handshakes["first_ms"], 3),
+        "system_handshakes_ms": handshakes["all_ms"],
+        "system_first_ping_extra_ms": round(system["handshake_ms"], 3),
         "system_first_ping_ms": round(system["first_ping_ms"], 3),
         **{f"system_{k}": round(system[k], 3) for k in (
             "handshake_in_gw_ms", "handshake_initiation_out_ms", "handshake_black_and_peer_ms",

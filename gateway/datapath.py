@@ -34,8 +34,10 @@ handshake replies; also counted as ``created``); ``out`` = frames handed to an o
 handshake messages and keepalives the protocol consumes count as ``dropped.handshake_consumed``
 / ``dropped.keepalive_consumed``; packets waiting for a handshake are ``pending``. ``stats()``
 adds the core's own counters, the CPU time spent sealing and opening (``busy_*_ns``), the
-number of red batches sealed (``seal_batches``), the key calls' wall time (``key_calls``) and
-the first handshake we initiated, timed from inside (``first_handshake_us``).
+number of red batches sealed (``seal_batches``), the key calls' wall time (``key_calls``),
+the first handshake we initiated, timed from inside (``first_handshake_us``), and each of our
+last 64 handshakes, from the initiation's need (a packet staged, or a rekey due) to its keys in
+use after the response's key call (``handshakes_us``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 import time
+from collections import deque
 
 import numpy as np
 
@@ -57,6 +60,7 @@ _IPV4 = struct.Struct(">BBHHHBBH4s4s")
 _UDP = struct.Struct(">HHHH")
 TIMER = "wg"
 MARKS = ("staged", "initiation_out", "response_in", "data_out")
+RECENT_HANDSHAKES = 64
 
 
 def checksum(data) -> int:
@@ -133,6 +137,7 @@ class Gateway(Component):
         self.seal_batches = 0
         self.batch = int(cfg.get("batch", 64))    # frames taken from an input queue at once
         self.marks: dict[str, int] = {}           # the first handshake's timeline (monotonic ns)
+        self.handshakes_ns: deque = deque(maxlen=RECENT_HANDSHAKES)   # ours, packet to keys
         self.busy_seal = self.busy_open = 0       # CPU ns spent sealing / opening batches
         self.lost: dict[str, int] = {}
         self.deadline: int | None = None
@@ -185,7 +190,8 @@ class Gateway(Component):
         return {"wireguard": dict(self.device.counters), "peers": peers, "key_calls": calls,
                 "initiations_made_ahead_used": self.keys.used_ready,
                 "busy_seal_ns": self.busy_seal, "busy_open_ns": self.busy_open,
-                "seal_batches": self.seal_batches, "first_handshake_us": self._timeline()}
+                "seal_batches": self.seal_batches, "first_handshake_us": self._timeline(),
+                "handshakes_us": [ns // 1000 for ns in self.handshakes_ns]}
 
     def _timeline(self) -> dict:
         """The first handshake we initiated, as the gw saw it, in µs after the first packet
@@ -267,9 +273,17 @@ class Gateway(Component):
             host = self._names[raw] = str(ipaddress.IPv4Address(raw))
         source = (host, int.from_bytes(head[ihl:ihl + 2], "big"))
         payload = bytes(frame[ihl + 8:total])
-        if payload[:1] == b"\x02" and "response_in" not in self.marks:
+        if payload[:1] != b"\x02":
+            self.device.receive(payload, source, now, out)
+            return
+        if "response_in" not in self.marks:
             self.marks["response_in"] = now
+        started = {p: p.handshake_started for p in self.device.peers.values()
+                   if p.handshake_started is not None}
         self.device.receive(payload, source, now, out)
+        for peer, start in started.items():
+            if peer.handshake_started is None:      # completed, keys in use: time it
+                self.handshakes_ns.append(self.now() - start)
 
     # -- output --------------------------------------------------------------------------------
     def _emit(self, out: Output) -> None:

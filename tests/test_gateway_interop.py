@@ -81,7 +81,11 @@ def test_rekey_during_a_transfer(tunnel_factory):
     wg = _gw(summary)
     assert wg["handshake.response_accepted"] >= 3, wg
     # each rekey starts with the initiation fetched after the previous handshake completed
-    assert summary["components"]["gw"]["stats"]["extra"]["initiations_made_ahead_used"] >= 2
+    gw = summary["components"]["gw"]["stats"]["extra"]
+    assert gw["initiations_made_ahead_used"] >= 2
+    # every handshake we initiated and completed is timed, from its need to its keys in use
+    assert len(gw["handshakes_us"]) == wg["handshake.response_accepted"]
+    assert all(0 < us for us in gw["handshakes_us"])
 
 
 @pytest.mark.parametrize("mismatch", ["psk", "key"])

@@ -79,6 +79,14 @@ def test_kdf_matches_wireguard_go_vectors(key, data, t0, t1, t2):
     assert noise.kdf(bytes.fromhex(key), bytes.fromhex(data), 1)[0].hex() == t0
 
 
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(max_size=130), data=st.binary(max_size=300))
+def test_hmac_is_the_standard_librarys_hmac_blake2s(key, data):
+    import hashlib
+    import hmac
+    assert noise.hmac(key, data) == hmac.new(key, data, hashlib.blake2s).digest()
+
+
 def test_handshake_and_transport_match_the_cacophony_ikpsk2_vector():
     v, h = CACOPHONY, bytes.fromhex
     msgs = [(h(p), h(c)) for p, c in v["messages"]]

@@ -13,7 +13,6 @@ the payloads as arguments so that the published Noise test vectors (cacophony's
 from __future__ import annotations
 
 import hashlib
-import hmac as _hmac
 import os
 import struct
 from dataclasses import dataclass
@@ -48,9 +47,21 @@ def hash_(*parts: bytes) -> bytes:
     return h.digest()
 
 
+_BLOCK = 64                                          # BLAKE2s's block size
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
 def hmac(key: bytes, data: bytes) -> bytes:
-    """HMAC(key, input): HMAC-BLAKE2s-256 (RFC 2104 with BLAKE2s as the hash)."""
-    return _hmac.new(key, data, hashlib.blake2s).digest()
+    """HMAC(key, input): HMAC-BLAKE2s-256, RFC 2104 §2: H(K ^ opad, H(K ^ ipad, text)), K
+    padded with zeros to the block (hashed first if longer). Written out: the standard
+    library's ``hmac`` takes a pure-Python path for BLAKE2s, three times slower."""
+    if len(key) > _BLOCK:
+        key = hashlib.blake2s(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    inner = hashlib.blake2s(key.translate(_IPAD))
+    inner.update(data)
+    return hashlib.blake2s(key.translate(_OPAD) + inner.digest()).digest()
 
 
 def kdf(key: bytes, data: bytes, n: int) -> list[bytes]:
