@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import subprocess
 
 import numpy as np
@@ -56,6 +57,24 @@ def test_a_polling_pipeline_writes_the_same_and_is_never_signalled(tmp_path):
     s = json.loads(summary.read_text())
     assert s["frames"]["out"] == 20000 and s["balanced"]
     assert s["wakeups_sent"] == {"replay": 0, "stage": 0, "capture": 0}
+
+
+def test_a_pcapng_of_only_a_section_header_comes_out_as_one(tmp_path):
+    # pcapng's own test suite has such files (hadrielk/pcapng-test-generator, test002):
+    # no interface, so no packet; the output is a section with no interface either
+    src, out = tmp_path / "shb.pcapng", tmp_path / "out.pcapng"
+    body = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
+    src.write_bytes(struct.pack("<II", 0x0A0D0D0A, 12 + len(body)) + body
+                    + struct.pack("<I", 12 + len(body)))
+    proc = capnet("replay", str(src), "-t", "-w", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert out.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        pytest.fail("tshark is required (bash scripts/dev installs it)")
+    read = subprocess.run([tshark, "-r", str(out)], capture_output=True, text=True)
+    assert read.returncode == 0 and read.stdout == "", read.stderr
 
 
 def test_truncated_capture_replays_what_precedes_the_bad_record(tmp_path):

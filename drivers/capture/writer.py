@@ -41,10 +41,10 @@ class CaptureWriter:
                  snaplen: int = DEFAULT_SNAPLEN, closefd: bool = False) -> None:
         if fmt not in ("pcap", "pcapng"):
             raise ValueError(f"fmt must be 'pcap' or 'pcapng', not {fmt!r}")
-        if interfaces is None:
+        if interfaces is None or (not interfaces and fmt == "pcap"):
             interfaces = [Interface(linktype=linktype, snaplen=snaplen, tsresol=6)]
-        if not interfaces:
-            raise ValueError("need at least one interface")
+        # pcapng may have none: a section with no interface holds no packets (an input of
+        # only a section header is copied as that)
         if nanosecond is not None:
             interfaces = [Interface(i.linktype, i.snaplen, 9 if nanosecond else 6, i.name)
                           for i in interfaces]
@@ -73,7 +73,7 @@ class CaptureWriter:
 
     @property
     def nanosecond(self) -> bool:
-        return self.interfaces[0].tsresol == 9
+        return bool(self.interfaces) and self.interfaces[0].tsresol == 9
 
     def write(self, ts_ns: int, data, origlen: int | None = None, interface: int = 0) -> None:
         """Append one frame captured at ``ts_ns`` (int ns since the epoch)."""
