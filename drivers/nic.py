@@ -24,7 +24,8 @@ import numpy as np
 
 from harness.origin import Origin
 
-BATCH = 64
+BATCH = 64                 # most RX buffers taken for one round of reads
+FIRST_TAKE = 4             # the fewest: a frame at a time costs no 64-buffer batch
 TURN_FRAMES = 256          # frames read per entry point, so control stays responsive
 RX_PAUSE, RX_PAUSE_NS = "rx_pause", 1_000_000    # longest pause of RX reads with no buffer
 RETURNS_LOW_WATER = 2 * BATCH    # fewer free RX buffers than this: wake on returns
@@ -42,6 +43,7 @@ class FrameNic(Origin):
         self.fd, self.device_name = found[0].fd, found[0].name
         self.rx_paused = False
         self.rx_pauses = 0
+        self.rx_filled = BATCH // 2         # frames the last round of reads filled
         self.tx = next((q for q in self.queues.values() if q.role == "consumer"), None)
         self.frames = memoryview(self.out.data.mem)
         self.size = self.out.ledger.buffer_size
@@ -96,13 +98,25 @@ class FrameNic(Origin):
             self.resume_device(self.device_name)
             self.rx_paused = False
 
+    def _rx_buffers(self):
+        """RX buffers for a round of reads: twice what the last round filled (at least
+        ``FIRST_TAKE``, at most ``BATCH``), so a frame at a time costs a handful of
+        descriptors and a stream reads in whole batches; pauses RX (None) if there are
+        none."""
+        want = min(max(FIRST_TAKE, 2 * self.rx_filled), BATCH, self.out.space())
+        buffers = self.pool.take(want)
+        if not len(buffers):
+            self._pause_rx()
+            return None
+        return buffers
+
     def produce(self) -> None:
         """Read what the kernel has sent into RX buffers and pass the frames on."""
         readv, fd, frames, size = os.readv, self.fd, self.frames, self.size
-        for _ in range(TURN_FRAMES // BATCH):
-            buffers = self.pool.take(min(BATCH, self.out.space()))
-            if not len(buffers):
-                self._pause_rx()
+        read = 0
+        while read < TURN_FRAMES:
+            buffers = self._rx_buffers()
+            if buffers is None:
                 return
             lengths = []
             for offset in buffers["offset"].tolist():
@@ -110,7 +124,8 @@ class FrameNic(Origin):
                     lengths.append(readv(fd, [frames[offset:offset + size]]))
                 except BlockingIOError:
                     break
-            filled = len(lengths)
+            filled = self.rx_filled = len(lengths)
+            read += filled
             if filled:
                 buffers["length"][:filled] = lengths
                 buffers["timestamp"][:filled] = self.now()

@@ -23,7 +23,7 @@ import fcntl
 import os
 import struct
 
-from drivers.nic import BATCH, TURN_FRAMES, FrameNic
+from drivers.nic import TURN_FRAMES, FrameNic
 
 # the Internet checksum is a wire codec: drivers use netstack.wire's as filter and gateway do
 # (DESIGN.md names only those two; a pure function with no state, it keeps no layering hazard)
@@ -103,10 +103,10 @@ class Tap(FrameNic):
             super().produce()
             return
         header, hlen = self.header, VNET_HDR.size
-        for _ in range(TURN_FRAMES // BATCH):
-            buffers = self.pool.take(min(BATCH, self.out.space()))
-            if not len(buffers):
-                self._pause_rx()
+        read = 0
+        while read < TURN_FRAMES:
+            buffers = self._rx_buffers()
+            if buffers is None:
                 return
             good: list[int] = []
             lengths: list[int] = []
@@ -132,7 +132,10 @@ class Tap(FrameNic):
                 good.append(offset)
                 lengths.append(n)
             filled, bad = len(good), len(spoilt)
-            buffers["offset"] = good + spoilt + offsets[used:]
+            read += filled + bad
+            self.rx_filled = filled + bad
+            if spoilt:                      # the good ones first, in the order read
+                buffers["offset"] = good + spoilt + offsets[used:]
             buffers["length"][:filled] = lengths
             if bad:
                 self.count("entered", bad)
