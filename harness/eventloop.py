@@ -179,12 +179,19 @@ class Runtime:
 
     def _poll(self, waiter: Waiter, timeout: int | None) -> bool:
         """One look of a polling component: until a ring has work, an fd is ready or a timer is
-        due, look again, yielding the CPU in between; then serve what the fds brought."""
+        due, look again, yielding the CPU in between; then serve what the fds brought. Every
+        look asks epoll too, so a busy ring cannot keep a readable device waiting."""
         self._settle()
         budget = LOOK_EVERY_NS if timeout is None else min(timeout, LOOK_EVERY_NS)
-        waiter.spin(budget, lambda: self._any_pending() or waiter.any_ready(), yield_cpu=True)
+        ready: list = []
+
+        def look() -> bool:
+            ready[:] = waiter.ready()
+            return bool(ready) or self._any_pending()
+
+        waiter.spin(budget, look, yield_cpu=True)
         self._stalled.clear()       # news, or a while passed: offer everything again
-        return self._dispatch_all(waiter.ready())
+        return self._dispatch_all(ready)
 
     def _dispatch_all(self, keys: list) -> bool:
         for kind, name in keys:

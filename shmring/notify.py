@@ -120,10 +120,6 @@ class Waiter:
         """Keys of the fds ready now, without waiting."""
         return [self._keys[fd] for fd, _ in self._epoll.poll(0) if fd in self._keys]
 
-    def any_ready(self) -> bool:
-        """Whether any fd is ready now (a timer's fd, too)."""
-        return bool(self._epoll.poll(0))
-
     def _timerfd(self) -> _TimerFd:
         if self._timer is None:
             self._timer = _TimerFd()
