@@ -12,7 +12,8 @@ second capture with ``--dropped``. ``--system`` puts a user's system in its plac
 ``fit_system``). Timing follows the capture's own gaps unless a mode is given, as with
 tcpreplay (a replay that would take over a minute says so, and how to go faster). ``-w`` and
 ``--dropped`` write the input's format (pcap stays pcap with its timestamp precision, pcapng
-stays pcapng) with each frame's original timestamp and bytes."""
+stays pcapng) with each frame's original timestamp and bytes. A capture cut short or corrupt is
+replayed up to its bad record, which is named, and the exit status is 2."""
 
 from __future__ import annotations
 
@@ -302,6 +303,8 @@ def render(summary: dict, console: Console) -> None:
     if cpu:
         table.add_row("CPU per frame", ", ".join(f"{k} {v:,} ns" for k, v in cpu.items()))
     table.add_row("conservation", "holds" if summary["balanced"] else "DOES NOT HOLD")
+    if summary.get("input_error"):
+        table.add_row("input", f"replayed up to a bad record: {summary['input_error']}")
     console.print(table)
 
 
@@ -355,7 +358,11 @@ def main(argv: list[str] | None = None) -> int:
                                                if k != "histogram"}, indent=2))
     if args.latency_plot and summary["latency_ns"]:
         plot(summary, args.latency_plot)
-    return 1 if summary["faults"] else 0
+    if summary["faults"]:
+        return 1
+    # a capture cut short or corrupt: what precedes the bad record was replayed and counted
+    # (and written), but the input was bad, as tcpdump and tshark also say by their status
+    return EXIT_BAD_INPUT if summary.get("input_error") else 0
 
 
 class BadInput(ValueError):
@@ -379,7 +386,8 @@ def replay(args: argparse.Namespace, err: Console) -> dict:
         raise BadInput(f"{args.capture}: {exc}") from None
     if result.error is not None:
         err.print(f"capnet replay: {args.capture}: {result.error}; replaying the "
-                  f"{len(result.records)} records before it", markup=False, highlight=False)
+                  f"{len(result.records)} records before it (exit status 2)", markup=False,
+                  highlight=False)
     max_caplen = int(result.records["caplen"].max()) if len(result.records) else 0
     if max_caplen > MAX_BUFFER:
         err.print(f"capnet replay: {args.capture}: frames up to {max_caplen} bytes; buffers are "
@@ -410,7 +418,10 @@ def replay(args: argparse.Namespace, err: Console) -> dict:
             raise BadInput(str(exc)) from None
         if problems:
             raise BadInput("\n".join(str(p) if args.system else p.message for p in problems))
-        return _run(system, args, len(result.records) * args.loop, err)
+        summary = _run(system, args, len(result.records) * args.loop, err)
+    if result.error is not None:
+        summary["input_error"] = f"{args.capture}: {result.error}"
+    return summary
 
 
 LONG_S = 60

@@ -444,6 +444,31 @@ def test_unusable_headers_raise_with_offset_zero(buf):
     assert info.value.offset == 0
 
 
+def _shb_version(major: int, minor: int) -> bytes:
+    head = bytearray(shb("<"))
+    head[12:16] = struct.pack("<HH", major, minor)
+    return bytes(head) + idb("<", 1, 1500) + epb("<", 0, 1, b"x" * 64)
+
+
+@pytest.mark.parametrize("buf, message", [
+    # libpcap's own test files ask for these: pcap 1.4, 2.5; pcapng 0.1, 1.1; a link type
+    # field with reserved bits (16-25) set
+    (struct.pack("<IHHiIII", 0xA1B2C3D4, 1, 4, 0, 0, 65535, 1), "unsupported pcap version 1.4"),
+    (struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 5, 0, 0, 65535, 1), "unsupported pcap version 2.5"),
+    (_shb_version(0, 1), "unsupported pcapng version 0.1"),
+    (_shb_version(1, 1), "unsupported pcapng version 1.1"),
+    (struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 0x00300001), "reserved bits"),
+])
+def test_versions_and_fields_libpcap_refuses_are_refused(buf, message):
+    with pytest.raises(CaptureFormatError) as info:
+        scan(buf)
+    assert message in info.value.message
+
+
+def test_pcapng_1_2_reads_as_1_0_as_libpcap_does():
+    assert len(scan(_shb_version(1, 2)).records) == 1
+
+
 def seeds():
     ng, _ = multi_section()
     pcap, _ = classic(frames(4), [T0, T0 + 1, T0 + 2, T0 + 3], ">", True)

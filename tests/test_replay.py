@@ -82,11 +82,18 @@ def test_truncated_capture_replays_what_precedes_the_bad_record(tmp_path):
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(data[:100_000])
     summary = tmp_path / "s.json"
-    proc = capnet("replay", str(cut), "-t", "--json", str(summary))
-    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out.pcap"
+    proc = capnet("replay", str(cut), "-t", "--json", str(summary), "-w", str(out))
+    # what precedes the bad record is replayed, counted and written; the input was bad: exit 2,
+    # as tshark (2) and tcpdump (1) end on a cut capture
+    assert proc.returncode == 2, proc.stderr
     assert "offset" in proc.stderr
-    frames = json.loads(summary.read_text())["frames"]
+    result = json.loads(summary.read_text())
+    frames = result["frames"]
     assert 0 < frames["out"] == frames["in"] < 20000
+    assert "offset" in result["input_error"]
+    written = _tcpdump(out)
+    assert written and _tcpdump(EXAMPLE).startswith(written)   # the frames before, unchanged
 
 
 def test_not_a_capture_is_bad_input(tmp_path):

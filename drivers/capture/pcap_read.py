@@ -45,8 +45,10 @@ def scan_pcap(buf) -> Scan:
         raise CaptureFormatError(0, f"not a pcap file (magic 0x{magic:08x})")
     order, nano, hdr_len = MAGICS[magic]
     major, minor, _zone, _sigfigs, snaplen, link_field = struct.unpack_from(order + "HHiIII", buf, 4)
-    if major != 2:
+    if major != 2 or minor > 4:         # libpcap reads 2.0-2.4 (2.4 since 1998) and no later
         raise CaptureFormatError(0, f"unsupported pcap version {major}.{minor}")
+    if link_field & 0x03FF0000:          # as libpcap: bits 16-25 are reserved, must be zero
+        raise CaptureFormatError(20, f"link type field 0x{link_field:08x}: reserved bits set")
     linktype = link_field & 0xFFFF
     offsets, error = _follow_chain(buf, order, hdr_len, size, caplen_limit(snaplen))
     records, error = _decode(buf, order, nano, hdr_len, offsets, snaplen, error)

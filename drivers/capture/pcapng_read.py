@@ -117,9 +117,9 @@ class _Reader:
             self.order = ">"
         else:
             raise CaptureFormatError(off, f"bad byte-order magic 0x{magic:08x}")
-        major = struct.unpack_from(self.order + "H", self.buf, off + 12)[0]
-        if major != 1:
-            raise CaptureFormatError(off, f"unsupported pcapng version {major}")
+        major, minor = struct.unpack_from(self.order + "HH", self.buf, off + 12)
+        if major != 1 or minor not in (0, 2):   # as libpcap: 1.2 is 1.0 (pcapng spec, SHB)
+            raise CaptureFormatError(off, f"unsupported pcapng version {major}.{minor}")
         if self.first_order is None:
             self.first_order = self.order
         self.sections += 1
