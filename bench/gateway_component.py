@@ -1,11 +1,11 @@
 """The gateway component's own cost, in one process: the real ``Gateway`` and ``KeyStore``
 objects on real shmring queue pairs, with no other process and no wake-up in the way.
 
-The bench plays the red NIC (fills ``red_in`` with 1420-byte IP packets, 64 a batch) and the
-black NIC (drains ``black_out``), and a wireguard-go stand-in (a local ``Device`` holding the
-peer's key) answers the gateway's handshake. Only the gateway's entry points are timed
-(``notified`` for the red batch and for the black NIC's returned buffers), in CPU time of this
-thread, so the figure is the component's capacity: packets sealed per second of its CPU.
+The bench plays the red NIC (fills ``red_in`` with 1420-byte IP packets, a gateway batch at a
+time) and the black NIC (drains ``black_out``), and a wireguard-go stand-in (a local ``Device``
+holding the peer's key) answers the gateway's handshake. Only the gateway's entry points are
+timed (``notified`` for the red batch and for the black NIC's returned buffers), in CPU time of
+this thread, so the figure is the component's capacity: packets sealed per second of its CPU.
 Every sealed frame is checked (IPv4/UDP to the peer's endpoint, a transport message), and a
 sample is opened by the peer to the very packet sent.
 """
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from gateway.datapath import BATCH as GW_BATCH
 from gateway.datapath import Gateway
 from gateway.keys import KeyStore
 from gateway.wireguard import Device, encode_key, noise
@@ -29,7 +30,8 @@ from gateway.wireguard.config import PeerConfig, WgConfig
 from harness import messages
 from shmring import BufferLedger, BufferPool, QueueEnd, Region, queue_bytes
 
-BUF, NBUF, CAP, BATCH = 2048, 512, 256, 64
+BUF, NBUF, CAP = 2048, 512, 256
+BATCH = min(GW_BATCH, CAP)           # what the gateway takes at once (its default), one round
 GW, PEER = ("10.99.0.1", 51821), ("10.99.0.2", 51820)
 RED_SRC, RED_DST = "10.200.0.1", "10.200.0.2"
 
