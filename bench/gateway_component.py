@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from gateway.datapath import BATCH as GW_BATCH
 from gateway.datapath import Gateway
 from gateway.keys import KeyStore
-from gateway.wireguard import Device, encode_key, noise
+from gateway.wireguard import Device, Output, encode_key, noise
 from gateway.wireguard import messages as wm
 from gateway.wireguard.config import PeerConfig, WgConfig
 from harness import messages
@@ -207,6 +207,27 @@ def seal(packets: list[bytes]) -> dict:
         gw.notified(links["black_out"].theirs.name)
         gw.stats()
         return {"opened": opened, "counters": dict(gw.counters)}
+
+
+def open_sealed(packets: list[bytes], forge: tuple[int, ...] = ()) -> dict:
+    """The other way: the peer seals ``packets`` (the ones at the indices in ``forge`` get a
+    flipped tag bit), they reach the gateway in one black batch; returns the red frames it
+    produced (``delivered``), and its counters and WireGuard counters."""
+    with _rig() as (gw, peer, links):
+        out = Output()
+        peer.send_batch(packets, time.monotonic_ns(), out)
+        sealed = [bytearray(d) for _, d in out.datagrams]
+        for i in forge:
+            sealed[i][-1] ^= 1
+        _push(links["black_in"], [_udp(PEER, GW, bytes(d)) for d in sealed])
+        gw.notified(links["black_in"].theirs.name)
+        frames, batch = _drain(links["red_out"])
+        delivered = [bytes(f) for f in frames]
+        links["red_out"].ours.release(batch)
+        gw.notified(links["red_out"].theirs.name)
+        stats = gw.stats()
+        return {"delivered": delivered, "counters": dict(gw.counters),
+                "wireguard": stats["wireguard"]}
 
 
 def _handshake(gw: Gateway, peer: Device, links: dict, packet: bytes) -> None:

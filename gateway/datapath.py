@@ -233,40 +233,54 @@ class Gateway(Component):
 
     # -- black -> red --------------------------------------------------------------------------
     def _open_black(self) -> None:
+        """Open black datagrams in batches: each transport message is decrypted from its black
+        buffer straight into a red buffer (``Device.receive_into``), which goes up as it is;
+        what else comes out (handshake replies, a packet too big for a buffer) is emitted after
+        the batch."""
+        red_pool, size = self.red_pool, self.red_pool.ledger.buffer_size
         while True:
-            room = min(self.red_out.space(), len(self.red_pool), self.black_out.space())
+            room = min(self.red_out.space(), len(red_pool), self.black_out.space())
             if room <= 0:
                 return
             batch = self.black_in.receive(min(room, self.batch))
             if not len(batch):
                 return
             self.frames_in += len(batch)
-            data = self.black_in_mem
+            data, red = self.black_in_mem, self.red_mem
+            bufs = red_pool.take(len(batch))
+            offsets = bufs["offset"].tolist()
+            lengths: list[int] = []          # of the red buffers filled, in order
             out = Output()
             now = self.now()
             for off, length in zip(batch["offset"].tolist(), batch["length"].tolist(),
                                    strict=True):
-                self._datagram(data[off:off + length], now, out)
-            self.black_in.release(batch)
+                at = offsets[len(lengths)]
+                opened = self._datagram(data[off:off + length], now, out, red[at:at + size])
+                if opened:
+                    lengths.append(opened)
+            self.black_in.release(batch)     # after opening: the views above read black buffers
+            bufs["length"][:len(lengths)] = lengths
+            self._ship(self.red_out, red_pool, bufs, len(lengths))
             self._emit(out)
 
-    def _datagram(self, frame: memoryview, now: int, out: Output) -> None:
-        """Take the UDP payload of a bare IPv4 packet sent to our address and port."""
+    def _datagram(self, frame: memoryview, now: int, out: Output, into: memoryview) -> int:
+        """Take the UDP payload of a bare IPv4 packet sent to our address and port; returns the
+        length of the packet it delivered into ``into`` (0 if none)."""
         n = len(frame)
         if n < IP_UDP or frame[0] >> 4 != 4:
             self._lose("not_ipv4_udp")
-            return
+            return 0
         ihl = (frame[0] & 0x0F) * 4
         head = bytes(frame[:ihl + 8])
         total = int.from_bytes(head[2:4], "big")
         if ihl < 20 or n < ihl + 8 or head[9] != 17 or total > n or total < ihl + 8 or \
                 int.from_bytes(head[6:8], "big") & 0x3FFF:       # fragments: not ours to join
             self._lose("not_ipv4_udp")
-            return
+            return 0
         if head[16:20] != self.address or int.from_bytes(head[ihl + 2:ihl + 4], "big") \
                 != self.listen_port:
             self._lose("not_for_us")
-            return
+            return 0
         raw = head[12:16]
         host = self._names.get(raw)
         if host is None:
@@ -274,18 +288,18 @@ class Gateway(Component):
                 self._names.clear()
             host = self._names[raw] = str(ipaddress.IPv4Address(raw))
         source = (host, int.from_bytes(head[ihl:ihl + 2], "big"))
-        payload = bytes(frame[ihl + 8:total])
+        payload = frame[ihl + 8:total]
         if payload[:1] != b"\x02":
-            self.device.receive(payload, source, now, out)
-            return
+            return self.device.receive_into(payload, source, now, out, into)
         if "response_in" not in self.marks:
             self.marks["response_in"] = now
         started = {p: p.handshake_started for p in self.device.peers.values()
                    if p.handshake_started is not None}
-        self.device.receive(payload, source, now, out)
+        self.device.receive(bytes(payload), source, now, out)
         for peer, start in started.items():
             if peer.handshake_started is None:      # completed, keys in use: time it
                 self.handshakes_ns.append(self.now() - start)
+        return 0
 
     # -- output --------------------------------------------------------------------------------
     def _emit(self, out: Output) -> None:
@@ -393,15 +407,21 @@ class Gateway(Component):
         return packed
 
     def _send_packets(self, packets: list) -> None:
-        bufs = self.red_pool.take(min(len(packets), self.red_out.space()))
+        """Opened packets that did not go straight into a red buffer: copied into one each; one
+        longer than a buffer (a peer's larger MTU) is dropped as ``too_big``."""
+        size = self.red_pool.ledger.buffer_size
+        fitting = [p for p in packets if len(p) <= size]
+        if len(fitting) < len(packets):
+            self._lose("too_big", len(packets) - len(fitting))
+        bufs = self.red_pool.take(min(len(fitting), self.red_out.space()))
         mem = self.red_mem
         offsets = bufs["offset"].tolist()
-        for i, packet in enumerate(packets[:len(bufs)]):
+        for i, packet in enumerate(fitting[:len(bufs)]):
             off = offsets[i]
             mem[off:off + len(packet)] = packet
             bufs["length"][i] = len(packet)
-        if len(packets) > len(bufs):
-            self._lose("red_full", len(packets) - len(bufs))
+        if len(fitting) > len(bufs):
+            self._lose("red_full", len(fitting) - len(bufs))
         self._ship(self.red_out, self.red_pool, bufs, len(bufs))
 
     def _ship(self, queue, pool, bufs, filled: int) -> None:

@@ -19,7 +19,8 @@ def test_a_flood_is_sealed_in_whole_batches_into_black_buffers_and_conserved():
     dropped = sum(v for k, v in counters.items() if k.startswith("dropped."))
     assert counters["in"] == counters["out"] + dropped + counters["pending"]
     assert dropped == counters["dropped.handshake_consumed"] == 1
-    assert result["batch_mean"] > 60                   # 20 batches of 64, and the first packet
+    # 20 whole batches, and the batch of the packet that started the handshake
+    assert result["batch_mean"] == 20 * gateway_component.BATCH / 21   # staged_sent aside
 
 
 def test_a_packet_too_big_for_a_black_buffer_is_dropped_and_counted_not_written_over():
@@ -33,5 +34,19 @@ def test_a_packet_too_big_for_a_black_buffer_is_dropped_and_counted_not_written_
     assert result["opened"] == [[small], [other]]
     counters = result["counters"]
     assert counters["dropped.too_big"] == 1
+    dropped = sum(v for k, v in counters.items() if k.startswith("dropped."))
+    assert counters["in"] == counters["out"] + dropped + counters["pending"]
+
+
+def test_the_peers_packets_are_opened_straight_into_red_buffers_and_a_forgery_is_not():
+    def packet(size, fill):
+        return gateway_component._ip(gateway_component.RED_DST, gateway_component.RED_SRC, 17,
+                                     bytes([fill]) * (size - 20))
+    packets = [packet(n, i + 1) for i, n in enumerate((28, 100, 1400, 1420, 64))]
+    result = gateway_component.open_sealed(packets, forge=(2,))
+    assert result["delivered"] == packets[:2] + packets[3:]      # in order, byte for byte
+    assert result["wireguard"]["dropped.auth_failed"] == 1
+    assert result["wireguard"]["received"] == 4
+    counters = result["counters"]
     dropped = sum(v for k, v in counters.items() if k.startswith("dropped."))
     assert counters["in"] == counters["out"] + dropped + counters["pending"]

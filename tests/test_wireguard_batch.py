@@ -117,3 +117,44 @@ def test_batch_into_buffers_writes_what_send_batch_would_and_keeps_copies_of_sta
         assert [p for _, d in datagrams for p in b.receive(d, A_EP, 2 * SECOND).packets] == data
         results.append(([(ep, len(d)) for ep, d in datagrams], dict(a.counters)))
     assert results[0] == results[1]
+
+
+def test_receive_into_delivers_what_receive_would_and_wipes_what_it_refuses():
+    # the gateway's fast path the other way: a packet decrypted straight into a red buffer
+    sizes = [0, 17, 100, 1380, 1392]
+    data = [ip_packet("10.0.0.1", "10.0.0.2", bytes([n % 251 + 1]) * n) for n in sizes]
+    spoofed = ip_packet("10.7.7.7", "10.0.0.2", b"not from an allowed IP")
+    results = []
+    for into in (False, True):
+        a, b = make_pair()
+        handshake(a, b, SECOND)
+        out = Output()
+        a.send_batch(data + [spoofed], 2 * SECOND, out)
+        keepalive = Output()
+        a._keepalive(next(iter(a.peers.values())), 2 * SECOND, keepalive)
+        sealed, keepalive = out.datagrams, keepalive.datagrams
+        forged = bytearray(sealed[1][1])
+        forged[-1] ^= 1                                   # the tag no longer matches
+        arrivals = [d for _, d in sealed] + [bytes(forged), sealed[0][1]] + \
+            [d for _, d in keepalive]                      # ... and a replay, a keepalive
+        delivered = []
+        for d in arrivals:
+            out = Output()
+            if into:
+                red = bytearray(b"\xee" * 2048)
+                n = b.receive_into(d, A_EP, 2 * SECOND, out, memoryview(red)[:1500])
+                if n:
+                    delivered.append(bytes(red[:n]))
+                else:                   # refused: no byte of its plaintext is left there
+                    size = max(0, len(d) - 32)
+                    assert red[:size] in (bytes(size), b"\xee" * size)
+                    assert red[size:] == b"\xee" * (2048 - size)
+                delivered += out.packets
+            else:
+                delivered += b.receive(d, A_EP, 2 * SECOND, out).packets
+        results.append((delivered, dict(b.counters)))
+    assert results[0] == results[1]
+    assert results[0][0] == data
+    counters = results[0][1]
+    assert counters["dropped.auth_failed"] == counters["dropped.replayed"] == 1
+    assert counters["dropped.allowed_ips"] == counters["keepalive_received"] == 1

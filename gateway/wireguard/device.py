@@ -395,26 +395,60 @@ class Device:
             self.count("dropped.malformed")
         return out
 
-    def _transport(self, datagram, source, now: int, out: Output) -> None:
+    def receive_into(self, datagram, source: tuple[str, int], now: int, out: Output,
+                     into) -> int:
+        """``receive`` that decrypts a transport message's packet straight into the writable
+        buffer ``into`` when it fits; returns the packet's length there (0: nothing was
+        delivered into it; what else came out is in ``out``). Whatever fails a check after
+        decryption (tag, replay window, allowed IPs) is wiped from ``into``."""
+        if wm.message_type(datagram) != wm.TRANSPORT_TYPE:
+            self.receive(datagram, source, now, out)
+            return 0
+        return self._transport(datagram, source, now, out, into)
+
+    def _transport(self, datagram, source, now: int, out: Output, into=None) -> int:
         receiver, counter = wm.transport_header(datagram)
         found = self.index.get(receiver)
         if found is None:
             self.count("dropped.unknown_index")
-            return
+            return 0
         peer, kp = found
         if now - kp.created >= self.timing.reject_after_time or \
                 counter >= self.timing.reject_after_messages:
             self.count("dropped.expired_key")
-            return
+            return 0
+        sealed = memoryview(datagram)[wm.TRANSPORT_HEADER_LEN:]
+        size = len(sealed) - TAG_LEN
+        if into is not None and 0 < size <= len(into):
+            plain = into[:size]
+            try:
+                kp.receiver.decrypt_into(_NONCE.pack(counter), sealed, None, plain)
+            except InvalidTag:
+                plain[:] = bytes(size)
+                self.count("dropped.auth_failed")
+                return 0
+            length = self._accept(peer, kp, counter, plain, source, now, out)
+            if not length:
+                plain[:] = bytes(size)
+            return length
         try:
-            plain = kp.receiver.decrypt(_NONCE.pack(counter),
-                                        memoryview(datagram)[wm.TRANSPORT_HEADER_LEN:], None)
+            plain = kp.receiver.decrypt(_NONCE.pack(counter), sealed, None)
         except InvalidTag:
             self.count("dropped.auth_failed")
-            return
+            return 0
+        length = self._accept(peer, kp, counter, plain, source, now, out)
+        if length:
+            out.packets.append(plain[:length])
+        return 0
+
+    def _accept(self, peer: Peer, kp: Keypair, counter: int, plain, source, now: int,
+                out: Output) -> int:
+        """The checks after decryption (§5.4.6, §2): the replay window, key confirmation, the
+        timers, the inner packet and its source in the peer's allowed IPs; returns the inner
+        packet's length, or 0 if nothing is to be delivered (dropped, or a keepalive)."""
         if not kp.replay.accept(counter):
             self.count("dropped.replayed")
-            return
+            return 0
         if kp is peer.next:                          # key confirmation: rotate (§5.4.8)
             self._retire(peer.previous)
             peer.previous, peer.current, peer.next = peer.current, kp, None
@@ -430,19 +464,19 @@ class Device:
             self._initiate(peer, now, out)           # §6.2: the initiator rekeys in time
         if not plain:
             self.count("keepalive_received")
-            return
+            return 0
         length = ip_length(plain)
         addrs = packet_addresses(plain)
         if addrs is None or not 0 < length <= len(plain):
             self.count("dropped.bad_inner_packet")
-            return
+            return 0
         if self.routes.lookup(addrs[0], addrs[1]) is not peer:
             self.count("dropped.allowed_ips")
-            return
+            return 0
         peer.rx_bytes += length
         peer.timers.data_received(now)
-        out.packets.append(plain[:length])
         self.count("received")
+        return length
 
     # -- time ----------------------------------------------------------------------------------
     def next_deadline(self) -> int | None:
