@@ -28,7 +28,8 @@ leave it zero, and it costs as much as the encryption in Python; true: computed)
 Black frames: IPv4 header (checksummed, DF, TTL 64) + UDP header + WireGuard message.
 Plaintext and ciphertext live in different regions (red and black share no memory), so each
 frame crosses once: it is encrypted from its red buffer straight into a black buffer behind
-the headers (``Device.send_batch_into``, ``encrypt_into``), with no intermediate copy.
+the headers (``Device.send_batch_into``, ``encrypt_into``), and decrypted from its black buffer
+straight into a red one (``Device.receive_into``, ``decrypt_into``), with no intermediate copy.
 
 Counters: ``in`` = frames taken from both sides + frames created (initiations, keepalives,
 handshake replies; also counted as ``created``); ``out`` = frames handed to an output queue;
