@@ -465,6 +465,39 @@ def test_versions_and_fields_libpcap_refuses_are_refused(buf, message):
     assert message in info.value.message
 
 
+def _old_pcap(version: tuple[int, int], len_first: bool, order: str = "<") -> bytes:
+    """Four records cut to a 60-byte snaplen, with the two length fields in either order."""
+    out = bytearray(struct.pack(order + "IHHiIII", 0xA1B2C3D4, *version, 0, 0, 60, 1))
+    for i, data in enumerate(frames(4, seed=3)):
+        kept = data[:60]
+        lens = (len(data), len(kept)) if len_first else (len(kept), len(data))
+        out += struct.pack(order + "IIII", 1_700_000_000 + i, 1000 * i, *lens) + kept
+    return bytes(out)
+
+
+@pytest.mark.parametrize("version, len_first", [
+    ((2, 2), True), ((2, 0), True), ((543, 0), True),   # before 2.3: len, then caplen
+    ((2, 3), True), ((2, 3), False),                    # 2.3 was written both ways
+    ((2, 4), False),
+])
+def test_old_pcap_length_orders_read_as_libpcap_reads_them(tmp_path, version, len_first):
+    path = tmp_path / "old.pcap"
+    path.write_bytes(_old_pcap(version, len_first))
+    ours = scan(path.read_bytes())
+    assert ours.error is None and len(ours.records) == 4
+    assert list(ours.records["caplen"]) == [60] * 4
+    # libpcap as the oracle: what it writes back (2.4, caplen first) reads the same
+    again = tmp_path / "libpcap.pcap"
+    subprocess.run([need_tool("tcpdump"), "-r", str(path), "-w", str(again)], check=True,
+                   capture_output=True)
+    theirs = scan(again.read_bytes())
+    for field in ("caplen", "origlen", "ts_ns"):
+        assert list(ours.records[field]) == list(theirs.records[field])
+    data, back = path.read_bytes(), again.read_bytes()
+    assert [data[o:o + 60] for o in ours.records["data_offset"].tolist()] == \
+        [back[o:o + 60] for o in theirs.records["data_offset"].tolist()]
+
+
 def test_pcapng_1_2_reads_as_1_0_as_libpcap_does():
     assert len(scan(_shb_version(1, 2)).records) == 1
 

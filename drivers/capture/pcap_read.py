@@ -45,13 +45,15 @@ def scan_pcap(buf) -> Scan:
         raise CaptureFormatError(0, f"not a pcap file (magic 0x{magic:08x})")
     order, nano, hdr_len = MAGICS[magic]
     major, minor, _zone, _sigfigs, snaplen, link_field = struct.unpack_from(order + "HHiIII", buf, 4)
-    if major != 2 or minor > 4:         # libpcap reads 2.0-2.4 (2.4 since 1998) and no later
+    if not ((major == 2 and minor <= 4) or (major, minor) == (543, 0)):
+        # libpcap reads 2.0-2.4 (2.4 since 1998) and DG/UX's 543.0, and no other
         raise CaptureFormatError(0, f"unsupported pcap version {major}.{minor}")
+    swap = _length_order(major, minor)
     if link_field & 0x03FF0000:          # as libpcap: bits 16-25 are reserved, must be zero
         raise CaptureFormatError(20, f"link type field 0x{link_field:08x}: reserved bits set")
     linktype = link_field & 0xFFFF
-    offsets, error = _follow_chain(buf, order, hdr_len, size, caplen_limit(snaplen))
-    records, error = _decode(buf, order, nano, hdr_len, offsets, snaplen, error)
+    offsets, error = _follow_chain(buf, order, hdr_len, size, caplen_limit(snaplen), swap)
+    records, error = _decode(buf, order, nano, hdr_len, offsets, snaplen, error, swap)
     iface = Interface(linktype=linktype, snaplen=snaplen, tsresol=9 if nano else 6)
     scan = Scan(format="pcap", byte_order=order, interfaces=[iface], records=records,
                 error=error, version=(major, minor))
@@ -61,25 +63,51 @@ def scan_pcap(buf) -> Scan:
     return scan
 
 
-def _follow_chain(buf, order: str, hdr_len: int, size: int, limit: int):
+SWAPPED, MAYBE_SWAPPED, IN_ORDER = "swapped", "maybe swapped", "in order"
+
+
+def _length_order(major: int, minor: int) -> str:
+    """Where a record header keeps caplen and len, as libpcap reads it (sf-pcap.c): before
+    2.3 (and in DG/UX's 543.0) len comes first; 2.3 files were written both ways, so the
+    smaller of the two is the caplen; from 2.4, caplen first."""
+    if major == 543 or minor < 3:
+        return SWAPPED
+    return MAYBE_SWAPPED if minor == 3 else IN_ORDER
+
+
+def _follow_chain(buf, order: str, hdr_len: int, size: int, limit: int,
+                  swap: str = IN_ORDER):
     """Record-header offsets up to the first header or frame that runs past the end.
 
     The loop only reads caplens; a record whose caplen is over ``limit`` and runs past the end
     is left for _decode, which checks every caplen and names it.
     """
     incl = struct.Struct(order + "I").unpack_from
+    pair = struct.Struct(order + "II").unpack_from
+
+    def caplen_at(at: int) -> int:
+        if swap == IN_ORDER:
+            return incl(buf, at + 8)[0]
+        first, second = pair(buf, at + 8)
+        return second if swap == SWAPPED else min(first, second)
+
     offsets = []
     append = offsets.append
     off = FILE_HEADER_LEN
     last = size - hdr_len
-    while off <= last:
-        append(off)
-        off += hdr_len + incl(buf, off + 8)[0]
+    if swap == IN_ORDER:                 # the common case, without a call per record
+        while off <= last:
+            append(off)
+            off += hdr_len + incl(buf, off + 8)[0]
+    else:
+        while off <= last:
+            append(off)
+            off += hdr_len + caplen_at(off)
     if off == size:
         return offsets, None
     if offsets and off > size:
         bad = offsets.pop()
-        caplen = incl(buf, bad + 8)[0]
+        caplen = caplen_at(bad)
         if caplen > limit:
             offsets.append(bad)        # _decode names it as over the snaplen
             return offsets, None
@@ -89,7 +117,7 @@ def _follow_chain(buf, order: str, hdr_len: int, size: int, limit: int):
         off, f"record header truncated ({size - off} of {hdr_len} bytes)")
 
 
-def _decode(buf, order, nano, hdr_len, offsets, snaplen, error):
+def _decode(buf, order, nano, hdr_len, offsets, snaplen, error, swap: str = IN_ORDER):
     """Vectorised decode of the record headers at ``offsets``; cut at the first bad one."""
     n = len(offsets)
     records = np.zeros(n, dtype=RECORD_DTYPE)
@@ -102,6 +130,10 @@ def _decode(buf, order, nano, hdr_len, offsets, snaplen, error):
         heads[lo:lo + DECODE_CHUNK] = raw[offs[lo:lo + DECODE_CHUNK, None] + np.arange(16)]
     heads = heads.view(np.dtype(order + "u4"))
     sec, frac, caplen, origlen = (heads[:, i].astype(np.uint64) for i in range(4))
+    if swap == SWAPPED:
+        caplen, origlen = origlen, caplen
+    elif swap == MAYBE_SWAPPED:
+        caplen, origlen = np.minimum(caplen, origlen), np.maximum(caplen, origlen)
     # a fraction of a second past the second's end (crafted, or a writer's bug) is read as
     # libpcap reads it: the record stays, its time carried into the seconds
     bad = np.flatnonzero(caplen > caplen_limit(snaplen))
