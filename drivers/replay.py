@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
                    default="original", help="what -w stamps each frame with: its original "
                    "time (default), when it entered the pipeline, or when it came out")
     p.add_argument("--poll", action="store_true", help="every component busy-polls its rings "
-                   "(wait = \"poll\"): the least latency, at the cost of a CPU per component")
+                   "(wait = \"poll\"): no wake-ups, at the cost of a CPU per component (with "
+                   "more components than CPUs it loses at high rates)")
     p.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     p.add_argument("--latency-plot", metavar="FILE.png", help="draw latency histogram and CDF")
     p.add_argument("--control", metavar="PATH", help="control socket path")
@@ -407,8 +408,9 @@ def replay(args: argparse.Namespace, err: Console) -> dict:
         def patch(doc):
             if args.system:
                 fit_system(doc, capture, target, dropped, args)
-            if args.poll:
-                for comp in (doc.get("components") or {}).values():
+            comps = doc.get("components")
+            if args.poll and isinstance(comps, dict):    # a malformed one is load()'s to name
+                for comp in comps.values():
                     if isinstance(comp, dict):
                         comp["wait"] = "poll"
         try:
