@@ -27,13 +27,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from bench.running import stop_run, wait_for
 from harness.control import ControlError, request
 from netstack.apps.pattern import pattern_sha256
 
@@ -141,27 +141,6 @@ def _capnet(description: Path, control: str, *sets: str) -> subprocess.Popen:
                             text=True)
 
 
-def _stop(proc: subprocess.Popen, control: str) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        request(control, {"op": "stop"})
-        proc.wait(timeout=30)
-    except (ControlError, subprocess.TimeoutExpired):
-        proc.kill()
-        proc.wait()
-
-
-def _wait(what: str, predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
 def _stack_stats(control: str) -> dict | None:
     try:
         return request(control, {"op": "stats"})["ok"]["components"]
@@ -207,12 +186,12 @@ def _over_tap(tmp: Path, size: int | None, count: int, offload: bool = True,
             probe = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "-m", "1",
                                     f"http://{US}/"], capture_output=True)
             return probe.returncode == 0
-        _wait("the capnet stack", listening)
+        wait_for(listening, 60, "the capnet stack")
         bulk = _peer(ns, "send", US, 5001, size) if size is not None else None
         latency = _peer(ns, "rr", US, 9, count, 64)
         return {"bulk": bulk, "latency": latency}
     finally:
-        _stop(proc, control)
+        stop_run(proc, control)
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
 
 
@@ -262,9 +241,9 @@ def _over_wire(tmp: Path, size: int, loss: float) -> dict:
             app = (((comps.get("a") or {}).get("stats") or {}).get("extra") or {}).get(
                 "apps", {}).get(send, {})
             return app if app.get("done") or app.get("error") else None
-        return _wait(f"the transfer at {loss:.0%} loss", done, timeout=900)
+        return wait_for(done, 900, f"the transfer at {loss:.0%} loss")
     finally:
-        _stop(proc, control)
+        stop_run(proc, control)
 
 
 def _mbps(nbytes: int, seconds: float) -> float:

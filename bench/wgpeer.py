@@ -20,10 +20,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
+from bench.running import wait_for
 from gateway.wireguard import encode_key, noise
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,17 +32,6 @@ PY = sys.executable
 
 class MissingTool(RuntimeError):
     """A tool the set-up needs is not installed."""
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    """Poll ``predicate`` until it is true (returned) or ``timeout`` seconds pass (raises)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 PING = r"""

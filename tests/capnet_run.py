@@ -9,11 +9,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
-from harness.control import ControlError, request
+from bench.running import stop_run, wait_for  # noqa: F401 -- the tests' too
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_ADDRESS = "10.77.0.2"      # the stack's address in examples/tap-http.toml
@@ -42,16 +41,6 @@ def run_system(tmp_path: Path, text: str, *extra: str, timeout: float = 120):
                   "--control", str(tmp_path / "ctl" / "system.sock"), *extra, timeout=timeout)
     summary = json.loads(stats.read_text()) if stats.exists() else None
     return proc, summary
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def alive(pid: int) -> bool:
@@ -88,11 +77,5 @@ def serving_stack(tmp: Path, prefix: str, describe, *run_args: str):
         wait_for(serving, timeout=30, what="the stack's HTTP server")
         yield ns, control
     finally:
-        if proc is not None and proc.poll() is None:
-            try:
-                request(control, {"op": "stop"})
-                proc.wait(timeout=30)
-            except (ControlError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
+        stop_run(proc, control)
         subprocess.run(["ip", "netns", "delete", ns], check=False)

@@ -19,9 +19,9 @@ import uuid
 
 import pytest
 
-from harness.control import ControlError, request
+from harness.control import request
 from netstack.apps.pattern import pattern_sha256
-from tests.capnet_run import ROOT, start, wait_for
+from tests.capnet_run import ROOT, start, stop_run, wait_for
 
 US, KERNEL = "10.77.0.2", "10.77.0.1"
 OUR_MAC = "02:00:0a:4d:00:02"
@@ -250,13 +250,8 @@ def system(tmp_path_factory):
         wait_for(serving, timeout=30, what="the stack's HTTP server")
         yield sys_
     finally:
-        if proc is not None and proc.poll() is None:
-            try:
-                request(control, {"op": "stop"})
-                proc.wait(timeout=30)
-            except (ControlError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_run(proc, control)
         for peer in peers:
             if peer.poll() is None:
                 peer.kill()
