@@ -76,7 +76,7 @@ from netstack.wire import WireError
 from netstack.wire import icmpv4 as ic4
 from netstack.wire import icmpv6 as ic6
 from netstack.wire.ethernet import BROADCAST, ETH_ARP, ETH_IPV4, ETH_IPV6, EthernetView
-from netstack.wire.ipv4 import PROTO_ICMP, PROTO_UDP, Ipv4, Ipv4View
+from netstack.wire.ipv4 import FLAG_DF, PROTO_ICMP, PROTO_UDP, Ipv4, Ipv4View, address4, ipv4_header
 from netstack.wire.ipv6 import (
     PROTO_FRAGMENT,
     PROTO_ICMPV6,
@@ -96,6 +96,7 @@ __all__ = [
 
 SECOND = 1_000_000_000
 LIMITED_BROADCAST = IPv4Address("255.255.255.255")
+ROUTES_CACHED = 1024        # destinations whose IPv4 route (next hop) is remembered
 
 
 class Interface:
@@ -112,6 +113,7 @@ class Interface:
         self.mac, self.mtu = bytes(mac), mtu
         self.ipv4 = IPv4Interface(ipv4) if ipv4 else None
         self.gateway = IPv4Address(gateway) if gateway else None
+        self._routes4: dict[IPv4Address, tuple] = {}
         self.counters: Counter = Counter()
         self._ip4_raw = (self.ipv4.ip.packed, (LIMITED_BROADCAST.packed,
                          self.ipv4.network.broadcast_address.packed)) if self.ipv4 else None
@@ -255,29 +257,46 @@ class Interface:
         msg = ic6.Icmpv6.echo(True, ident, seq, data).emit(src, dst)
         return self.send_ip(dst, PROTO_ICMPV6, msg, now, src)
 
+    def _route4(self, dst: IPv4Address) -> tuple | None:
+        """(next hop, MAC) for ``dst``: the link's broadcast (MAC known), on link, the default
+        gateway; None: no route."""
+        net = self.ipv4.network
+        if dst == LIMITED_BROADCAST or dst == net.broadcast_address:
+            return None, BROADCAST
+        if dst in net:
+            return dst, None
+        if self.gateway is not None:
+            return self.gateway, None
+        return None
+
     def _send4(self, dst: IPv4Address, proto: int, payload: bytes, now: int, src=None,
                dont_fragment: bool = False) -> bool:
         if self.ipv4 is None:
             self.counters["tx.drop.no_address"] += 1
             return False
-        net = self.ipv4.network
-        if dst == LIMITED_BROADCAST or dst == net.broadcast_address:
-            next_hop, mac = None, BROADCAST
-        elif dst in net:
-            next_hop, mac = dst, None
-        elif self.gateway is not None:
-            next_hop, mac = self.gateway, None
-        else:
-            self.counters["tx.drop.no_route"] += 1
-            return False
+        route = self._routes4.get(dst)
+        if route is None:
+            route = self._route4(dst)
+            if route is None:
+                self.counters["tx.drop.no_route"] += 1
+                return False
+            if len(self._routes4) >= ROUTES_CACHED:
+                self._routes4.clear()
+            self._routes4[dst] = route
+        next_hop, mac = route
         self._ident4 = (self._ident4 + 1) & 0xFFFF
-        header = Ipv4(src or self.ipv4.ip, dst, proto, b"", self.ttl, self._ident4, dont_fragment)
         if len(payload) + 20 > 0xFFFF:
             self.counters["tx.drop.too_big"] += 1
             return False
-        packets = fragment(header, payload, 0xFFFF if self.gso and proto == PROTO_TCP
-                           else self.mtu)
-        if len(packets) > 1:
+        limit = 0xFFFF if self.gso and proto == PROTO_TCP else self.mtu
+        if len(payload) + 20 <= limit:        # the usual case: one packet, no Ipv4 object
+            packets = [ipv4_header((src or self.ipv4.ip).packed, dst.packed, proto,
+                                   len(payload), self.ttl, self._ident4,
+                                   FLAG_DF if dont_fragment else 0) + payload]
+        else:
+            header = Ipv4(src or self.ipv4.ip, dst, proto, b"", self.ttl, self._ident4,
+                          dont_fragment)
+            packets = fragment(header, payload, limit)
             self.counters["tx.ipv4.fragments"] += len(packets)
         for packet in packets:
             if mac is not None:
@@ -372,7 +391,7 @@ class Interface:
         # RFC 1122 section 3.2.1.3: discard datagrams with an invalid source address
         if src_raw in broadcasts or 224 <= src_raw[0] < 240:
             return "drop.bad_source", None
-        dst, src = IPv4Address(dst_raw), IPv4Address(src_raw)
+        dst, src = address4(dst_raw), address4(src_raw)
         broadcast = self.ipv4.network.broadcast_address
         payload = ip.payload
         if ip.is_fragment:

@@ -312,8 +312,11 @@ class TcpLayer:
         raise OSError("connect: no free ephemeral port")
 
     def _transmit(self, src, dst, seg: Tcp) -> None:
+        self._transmit_bytes(src, dst, seg.emit(src, dst))
+
+    def _transmit_bytes(self, src, dst, segment: bytes) -> None:
         self.counters["segments_out"] += 1
-        self._out.append((src, dst, seg.emit(src, dst)))
+        self._out.append((src, dst, segment))
 
     def _event(self, event) -> None:
         listener = getattr(event, "listener", None)

@@ -26,7 +26,15 @@ from netstack.tcp.seq import (
     seq_sub,
 )
 from netstack.tcp.states import SEND_STATES
-from netstack.wire.tcp import ACK, FIN, PSH, SYN, Tcp, TcpOptions
+from netstack.wire.tcp import (
+    ACK,
+    FIN,
+    PSH,
+    SYN,
+    TcpOptions,
+    segment_bytes,
+    timestamp_option,
+)
 
 DUPACK_THRESHOLD = 3                         # RFC 5681 3.2
 
@@ -70,11 +78,14 @@ class Sender:
         ack = self.rcv_nxt if flags & ACK else 0
         if options is None:
             ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
-            blocks = ()
             if self.sack_ok and self.ooo_ranges and flags & ACK:
                 blocks = tuple(sack_blocks(self.ooo_ranges, self.recent_sacks,
                                            3 if ts else 4))
-            options = TcpOptions(timestamp=ts, sack_blocks=blocks)
+                opts = TcpOptions(timestamp=ts, sack_blocks=blocks).emit()
+            else:                       # the usual segment: no TcpOptions object to build
+                opts = timestamp_option(*ts) if ts else b""
+        else:
+            opts = options.emit()
         if flags & ACK:
             self.last_ack_sent = ack
             self.dack_deadline = None
@@ -82,9 +93,11 @@ class Sender:
         if window is None:
             self._advance_rcv_adv()
             window = self._window_field()
-        seg = Tcp(self.local[1], self.remote[1], seq, ack, flags, window, options, bytes(payload))
+        local, remote = self.local, self.remote
         self.segments_out += 1
-        self.layer._transmit(self.local[0], self.remote[0], seg)
+        self.layer._transmit_bytes(local[0], remote[0], segment_bytes(
+            local[0], remote[0], local[1], remote[1], seq, ack, flags, window, opts,
+            bytes(payload)))
 
     def _send_ack(self, now: int) -> None:
         self._emit(self.snd_nxt, 0, now)
@@ -223,8 +236,8 @@ class Sender:
             self._emit(seq, flags, now, self.snd_buf[off:off + n])
             self.snd_nxt = seq_add(seq, n + (1 if fin else 0))
             self.snd_max = seq_max(self.snd_max, self.snd_nxt)
-            if fin:
-                break
+            if fin or (n == avail and not self.fin_queued and not self.in_recovery):
+                break                                    # all of it is out: nothing follows
         self._arm_send_timers(now)
 
     def _send_fin_at(self, seq: int, now: int) -> None:

@@ -9,6 +9,7 @@ skipped. Fragment offsets are reported in bytes.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -21,6 +22,39 @@ PROTO_UDP = 17
 MIN_HEADER = 20
 FLAG_DF = 0x4000
 FLAG_MF = 0x2000
+
+
+class _Address(IPv4Address):
+    """An IPv4Address that computes its hash once: the stack hashes the addresses of every
+    segment (connection table, neighbour cache), and ``ipaddress`` hashes ``hex(int)`` anew
+    on every call. Equal to, and hashing as, the plain IPv4Address of the same value."""
+
+    __slots__ = ("_hash",)
+
+    def __init__(self, address) -> None:
+        super().__init__(address)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self):
+        return IPv4Address, (self._ip,)
+
+
+_ADDRESSES: dict[bytes, IPv4Address] = {}
+_ADDRESSES_MAX = 4096
+
+
+def address4(raw: bytes) -> IPv4Address:
+    """The IPv4Address of 4 packed bytes, one object per value while it is in use (a bounded
+    cache), with its hash computed once."""
+    found = _ADDRESSES.get(raw)
+    if found is None:
+        if len(_ADDRESSES) >= _ADDRESSES_MAX:
+            _ADDRESSES.clear()
+        found = _ADDRESSES[raw] = _Address(raw)
+    return found
 
 
 class Ipv4View:
@@ -86,11 +120,11 @@ class Ipv4View:
 
     @property
     def src(self) -> IPv4Address:
-        return IPv4Address(bytes(self.buf[12:16]))
+        return address4(self.buf[12:16].tobytes())
 
     @property
     def dst(self) -> IPv4Address:
-        return IPv4Address(bytes(self.buf[16:20]))
+        return address4(self.buf[16:20].tobytes())
 
     @property
     def options(self) -> bytes:
@@ -139,18 +173,28 @@ class Ipv4:
             raise WireError("ipv4: options must be a multiple of 4 bytes, at most 40")
         if self.frag_offset % 8:
             raise WireError("ipv4: fragment offset must be a multiple of 8")
-        header_len = MIN_HEADER + len(self.options)
-        length = header_len + (len(self.payload) if payload_length is None else payload_length)
-        if length > 0xFFFF:
-            raise WireError("ipv4: datagram longer than 65535 bytes")
         flags = ((FLAG_DF if self.dont_fragment else 0) | (FLAG_MF if self.more_fragments else 0)
                  | self.frag_offset // 8)
-        head = bytearray(bytes((0x40 | header_len // 4, self.tos)) + length.to_bytes(2, "big")
-                         + self.ident.to_bytes(2, "big") + flags.to_bytes(2, "big")
-                         + bytes((self.ttl, self.proto, 0, 0)) + self.src.packed
-                         + self.dst.packed + self.options)
-        head[10:12] = internet_checksum(head).to_bytes(2, "big")
-        return bytes(head)
+        return ipv4_header(self.src.packed, self.dst.packed, self.proto,
+                           len(self.payload) if payload_length is None else payload_length,
+                           self.ttl, self.ident, flags, self.tos, self.options)
 
     def emit(self) -> bytes:
         return self.header() + self.payload
+
+
+_HEADER = struct.Struct("!BBHHHBBH4s4s")
+
+
+def ipv4_header(src: bytes, dst: bytes, proto: int, payload_length: int, ttl: int = 64,
+                ident: int = 0, flags: int = 0, tos: int = 0, options: bytes = b"") -> bytes:
+    """An IPv4 header with its checksum (RFC 791 3.1) from packed addresses; ``flags`` is the
+    16-bit word of the flags and the fragment offset (in 8-byte units)."""
+    header_len = MIN_HEADER + len(options)
+    length = header_len + payload_length
+    if length > 0xFFFF:
+        raise WireError("ipv4: datagram longer than 65535 bytes")
+    head = _HEADER.pack(0x40 | header_len >> 2, tos, length, ident, flags, ttl, proto, 0, src,
+                        dst)
+    checksum = internet_checksum(head + options if options else head)
+    return head[:10] + checksum.to_bytes(2, "big") + head[12:] + options
