@@ -218,6 +218,8 @@ class TcpTransport(asyncio.Transport):
                 return
             if data:
                 self._protocol.data_received(data)
+                if not self._sock.readable():   # a short read emptied it: no EAGAIN to raise
+                    return
                 continue
             self._at_eof = True             # end of stream
             if not self._protocol.eof_received():

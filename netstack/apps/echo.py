@@ -28,22 +28,41 @@ async def udp_echo(ctx: AppContext, port: int) -> None:
     await asyncio.Event().wait()
 
 
+class _TcpEcho(asyncio.Protocol):
+    """One connection: every byte goes back in the callback that brought it (no task, no
+    stream buffer between: an exchange costs one turn of the loop); reading pauses while
+    the peer is not taking the echo (the transport's buffer is over its high-water mark)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.ctx.add("connections")
+
+    def data_received(self, data: bytes) -> None:
+        self.ctx.add("bytes", len(data))
+        self.transport.write(data)
+
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        self.ctx.add("closed")
+        return False                    # the transport closes: the echo, then our FIN
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self.ctx.add("reset")
+
+
 async def tcp_echo(ctx: AppContext, port: int) -> None:
     """Send every byte back; close when the client does (orderly), or follow its reset."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        ctx.add("connections")
-        try:
-            while data := await reader.read(65536):
-                ctx.add("bytes", len(data))
-                writer.write(data)
-                await writer.drain()
-            ctx.add("closed")
-        except ConnectionError:
-            ctx.add("reset")
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "0.0.0.0", port, backlog=1024)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _TcpEcho(ctx), "0.0.0.0", port, backlog=1024)
     ctx.log(f"TCP echo on port {port}")
     await server.serve_forever()
