@@ -96,6 +96,7 @@ __all__ = [
 
 SECOND = 1_000_000_000
 LIMITED_BROADCAST = IPv4Address("255.255.255.255")
+_DELIVERED = [f"delivered.proto{proto}" for proto in range(256)]
 ROUTES_CACHED = 1024        # destinations whose IPv4 route (next hop) is remembered
 
 
@@ -392,9 +393,8 @@ class Interface:
         if src_raw in broadcasts or 224 <= src_raw[0] < 240:
             return "drop.bad_source", None
         dst, src = address4(dst_raw), address4(src_raw)
-        broadcast = self.ipv4.network.broadcast_address
         payload = ip.payload
-        if ip.is_fragment:
+        if packet[6] & 0x3F or packet[7]:         # MF set or a fragment offset: a fragment
             first = quote_v4(ip) if ip.frag_offset == 0 else None
             whole = self.reassembly4.add((src, dst, ip.proto, ip.ident), ip.frag_offset,
                                          ip.more_fragments, payload, now, first)
@@ -408,9 +408,10 @@ class Interface:
             return self._udp(ip, src, dst, payload, to_broadcast or link_broadcast, now)
         if proto in self.handlers:
             handler = self.handlers[proto][0]
-            return f"delivered.proto{proto}", lambda: handler(src, dst, payload, now)
+            return _DELIVERED[proto], lambda: handler(src, dst, payload, now)
         # RFC 1122 section 3.2.2.1: protocol unreachable SHOULD be sent
-        if may_answer_with_error_v4(ip, link_broadcast, broadcast, False):
+        if may_answer_with_error_v4(ip, link_broadcast, self.ipv4.network.broadcast_address,
+                                    False):
             self._icmp4_error(quote_v4(ip), ic4.DEST_UNREACHABLE, ic4.PROTOCOL_UNREACHABLE, now)
         return "drop.unknown_protocol", None
 

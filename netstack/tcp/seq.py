@@ -24,31 +24,36 @@ def seq_sub(a: int, b: int) -> int:
     return d - 0x100000000 if d & 0x80000000 else d
 
 
+# The comparisons below are seq_sub's sign, written out: they run several times per segment.
+HALF = 0x80000000
+
+
 def seq_lt(a: int, b: int) -> bool:
     """a precedes b."""
-    return seq_sub(a, b) < 0
+    return (a - b) & MASK >= HALF
 
 
 def seq_le(a: int, b: int) -> bool:
-    return seq_sub(a, b) <= 0
+    d = (a - b) & MASK
+    return d == 0 or d >= HALF
 
 
 def seq_gt(a: int, b: int) -> bool:
-    return seq_sub(a, b) > 0
+    return 0 < (a - b) & MASK < HALF
 
 
 def seq_ge(a: int, b: int) -> bool:
-    return seq_sub(a, b) >= 0
+    return (a - b) & MASK < HALF
 
 
 def seq_in(x: int, lo: int, hi: int) -> bool:
     """lo <= x < hi in sequence space."""
-    return seq_sub(x, lo) >= 0 and seq_sub(hi, x) > 0
+    return (x - lo) & MASK < HALF and 0 < (hi - x) & MASK < HALF
 
 
 def seq_max(a: int, b: int) -> int:
-    return b if seq_lt(a, b) else a
+    return b if (a - b) & MASK >= HALF else a
 
 
 def seq_min(a: int, b: int) -> int:
-    return a if seq_lt(a, b) else b
+    return a if (a - b) & MASK >= HALF else b
