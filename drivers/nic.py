@@ -25,7 +25,7 @@ import numpy as np
 from harness.origin import Origin
 
 BATCH = 64                 # most RX buffers taken for one round of reads
-FIRST_TAKE = 4             # the fewest: a frame at a time costs no 64-buffer batch
+FIRST_TAKE = 1             # the fewest: a lone frame goes on before the read that finds none
 TURN_FRAMES = 256          # frames read per entry point, so control stays responsive
 RX_PAUSE, RX_PAUSE_NS = "rx_pause", 1_000_000    # longest pause of RX reads with no buffer
 RETURNS_LOW_WATER = 2 * BATCH    # fewer free RX buffers than this: wake on returns
@@ -100,9 +100,9 @@ class FrameNic(Origin):
 
     def _rx_buffers(self):
         """RX buffers for a round of reads: twice what the last round filled (at least
-        ``FIRST_TAKE``, at most ``BATCH``), so a frame at a time costs a handful of
-        descriptors and a stream reads in whole batches; pauses RX (None) if there are
-        none."""
+        ``FIRST_TAKE``, at most ``BATCH``), so a lone frame is passed on before the read
+        that finds nothing more and a stream reads in whole batches; pauses RX (None) if
+        there are none."""
         want = min(max(FIRST_TAKE, 2 * self.rx_filled), BATCH, self.out.space())
         buffers = self.pool.take(want)
         if not len(buffers):
