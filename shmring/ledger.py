@@ -111,18 +111,12 @@ class BufferLedger:
         shift, misalign = self._shift, size - 1
         state = 1 if want_held else 0
         if batch.dtype == DESC_DTYPE:       # struct reads the rows faster than numpy's fields
-            rows = list(_ROW.iter_unpack(batch.tobytes()))
+            raw = batch.tobytes()
+            if self.move_small(raw, want_held):
+                return batch
+            rows = list(_ROW.iter_unpack(raw))
         else:
             rows = list(zip(batch["offset"].tolist(), batch["length"].tolist(), strict=True))
-        for offset, length in rows:         # the usual case: every one good, each named once
-            index = offset >> shift
-            if index >= nbuf or offset & misalign or length > size or held[index] != state:
-                break
-        else:
-            if len(rows) == 1 or len({offset for offset, _ in rows}) == len(rows):
-                for offset, _ in rows:
-                    held[offset >> shift] = 1 - state
-                return batch
         keep: list[int] = []
         taken: set[int] = set()
         rejected = {"bad_offset": 0, "bad_alignment": 0, "bad_length": 0, reason: 0}
@@ -149,6 +143,26 @@ class BufferLedger:
             return batch
         keep.reverse()
         return batch[keep]
+
+    def move_small(self, raw, want_held: bool) -> bool:
+        """The usual case of a few descriptors, from their raw bytes (shmring.descriptor
+        layout): every one well formed, its buffer (not) held as ``want_held`` says and named
+        once — then flip them all and say True. Otherwise change nothing: False sends the
+        batch down the careful path, which counts what is wrong."""
+        held, nbuf, shift = self._held_bytes, self.nbuf, self._shift
+        size = self.buffer_size
+        misalign, state = size - 1, 1 if want_held else 0
+        indices = []
+        for offset, length in _ROW.iter_unpack(raw):
+            index = offset >> shift
+            if index >= nbuf or offset & misalign or length > size or held[index] != state:
+                return False
+            indices.append(index)
+        if len(indices) > 1 and len(set(indices)) < len(indices):
+            return False
+        for index in indices:
+            held[index] = 1 - state
+        return True
 
     def _all_move(self, index: np.ndarray, want_held: bool) -> bool:
         """The usual case, in few numpy calls: every buffer in the right state and named once;

@@ -13,11 +13,12 @@ import mmap
 
 import numpy as np
 
+from shmring.descriptor import DESC_DTYPE
 from shmring.fence import full_fence
-from shmring.ledger import BufferLedger
+from shmring.ledger import SMALL, BufferLedger
 from shmring.notify import signal
 from shmring.region import Region
-from shmring.ring import RingConsumer, RingProducer, peek_offsets, ring_bytes
+from shmring.ring import SLOT, RingConsumer, RingProducer, peek_offsets, ring_bytes
 from shmring.ring import occupancy as _ring_occupancy
 
 STAT_KEYS = ("sent", "received", "released", "reclaimed", "full", "bad_offset", "bad_alignment",
@@ -173,20 +174,27 @@ class QueueEnd:
 
     def _push(self, batch: np.ndarray, key: str, count_full: bool = True) -> int:
         n = min(len(batch), self._out.free_space())
-        if n < len(batch) and count_full:
-            self.counters["full"] = self.counters.get("full", 0) + len(batch) - n
-        if n == 0:
-            return 0
-        going = self.ledger.surrender(batch[:n], self.counters)
-        sent = self._out.enqueue(going)
+        if n < len(batch):
+            if count_full:
+                self.counters["full"] = self.counters.get("full", 0) + len(batch) - n
+            if n == 0:
+                return 0
+            batch = batch[:n]
+        raw = batch.tobytes() if n <= SMALL and batch.dtype is DESC_DTYPE else None
+        if raw is not None and self.ledger.move_small(raw, True):    # a few, all good
+            sent = self._out.enqueue_bytes(raw)
+        else:
+            sent = self._out.enqueue(self.ledger.surrender(batch, self.counters))
         self.counters[key] = self.counters.get(key, 0) + sent
         self._dirty = True
         return n
 
     def _pull(self, max_n: int | None, key: str) -> np.ndarray:
-        raw = self._in.dequeue(max_n)
-        if not len(raw):
-            return raw
-        good = self.ledger.accept(raw, self.counters)
-        self.counters[key] = self.counters.get(key, 0) + len(good)
-        return good
+        raw = self._in.dequeue_raw(max_n)
+        batch = np.frombuffer(raw, dtype=DESC_DTYPE)
+        if not raw:
+            return batch
+        if len(raw) > SMALL * SLOT or not self.ledger.move_small(raw, False):
+            batch = self.ledger.accept(batch, self.counters)
+        self.counters[key] = self.counters.get(key, 0) + len(batch)
+        return batch

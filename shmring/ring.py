@@ -182,11 +182,15 @@ class RingConsumer(_RingEnd):
     def dequeue(self, max_n: int | None = None) -> np.ndarray:
         """A private (writable) copy of up to ``max_n`` descriptors; the slots are then
         released to the producer at once."""
+        return np.frombuffer(self.dequeue_raw(max_n), dtype=DESC_DTYPE)
+
+    def dequeue_raw(self, max_n: int | None = None) -> bytearray:
+        """``dequeue``'s descriptors as raw bytes (32 per descriptor)."""
         n = self.available()
         if max_n is not None:
             n = min(n, max(0, max_n))
         if n == 0:
-            return np.frombuffer(bytearray(), dtype=DESC_DTYPE)
+            return bytearray()
         start = self._head & self._mask
         first = min(n, self.capacity - start)
         raw = bytearray(self._slots[start * _SLOT:(start + first) * _SLOT])
@@ -194,7 +198,7 @@ class RingConsumer(_RingEnd):
             raw += self._slots[:(n - first) * _SLOT]
         self._head = (self._head + n) & M64
         self._hdr[_HEAD] = self._head
-        return np.frombuffer(raw, dtype=DESC_DTYPE)
+        return raw
 
     def dequeue_into(self, raw) -> int:
         """Copy as many descriptors as fit into the writable buffer ``raw`` (bytes), then
