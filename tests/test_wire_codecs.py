@@ -3,6 +3,7 @@ packets, and RFC-specific rules of the views."""
 
 from __future__ import annotations
 
+import pickle
 from ipaddress import IPv4Address, IPv6Address
 
 import construct as cs
@@ -56,6 +57,7 @@ from netstack.wire import (
     parse_mac,
     walk_extension_headers,
 )
+from netstack.wire.ipv4 import address4
 
 macs = st.binary(min_size=6, max_size=6)
 v4 = st.builds(IPv4Address, st.integers(0, 2**32 - 1))
@@ -228,6 +230,19 @@ def test_rfc791_bad_header_checksum_is_detected():
 def test_ipv4_link_padding_is_excluded_from_the_payload():
     wire = Ipv4(IPv4Address("1.1.1.1"), IPv4Address("2.2.2.2"), 17, b"abcd").emit()
     assert bytes(Ipv4View(wire + b"\0" * 20).payload) == b"abcd"
+
+
+@given(st.binary(min_size=4, max_size=4))
+def test_interned_ipv4_addresses_behave_as_ipaddress_ones(raw_address):
+    """The stack's addresses (address4: one object per value, its hash computed once) are
+    equal to, hash as, sort with, print as and pickle to the plain IPv4Address."""
+    plain, ours = IPv4Address(raw_address), address4(raw_address)
+    assert ours is address4(bytes(raw_address))
+    assert ours == plain and hash(ours) == hash(plain) and {plain: 1}[ours] == 1
+    assert str(ours) == str(plain) and repr(ours) == repr(plain)
+    assert not ours < plain and not plain < ours
+    assert type(pickle.loads(pickle.dumps(ours))) is IPv4Address
+    assert Ipv4View(Ipv4(plain, plain, 17, b"").emit()).src is ours
 
 
 def test_views_read_in_place_without_copying():

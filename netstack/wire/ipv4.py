@@ -38,6 +38,9 @@ class _Address(IPv4Address):
     def __hash__(self) -> int:
         return self._hash
 
+    def __repr__(self) -> str:
+        return f"IPv4Address('{self}')"
+
     def __reduce__(self):
         return IPv4Address, (self._ip,)
 
