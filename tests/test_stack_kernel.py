@@ -250,8 +250,7 @@ def system(tmp_path_factory):
         wait_for(serving, timeout=30, what="the stack's HTTP server")
         yield sys_
     finally:
-        if proc is not None:
-            stop_run(proc, control)
+        stop_run(proc, control)
         for peer in peers:
             if peer.poll() is None:
                 peer.kill()

@@ -15,8 +15,8 @@ from functools import lru_cache
 from netstack.wire import WireError
 from netstack.wire.checksum import ones_sum
 
-__all__ = ["TcpView", "Tcp", "TcpOptions", "segment_bytes", "timestamp_option", "PROTO_TCP", "FIN", "SYN", "RST", "PSH", "ACK",
-           "URG", "ECE", "CWR", "HEADER_LEN"]
+__all__ = ["TcpView", "Tcp", "TcpOptions", "segment_bytes", "timestamp_option", "PROTO_TCP",
+           "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "HEADER_LEN"]
 
 PROTO_TCP = 6
 HEADER_LEN = 20
@@ -202,21 +202,15 @@ class Tcp:
     @classmethod
     def parse(cls, buf, src=None, dst=None) -> Tcp:
         """Parse; with ``src``/``dst`` given, verify the checksum too (WireError if bad). The
-        same checks as TcpView, with the header read in one unpack."""
-        buf = memoryview(buf)
-        n = len(buf)
-        if n < HEADER_LEN:
-            raise WireError("tcp: truncated header")
-        src_port, dst_port, seq, ack, offset, flags, window, _sum, urgent = _HEAD.unpack_from(buf)
-        header_len = (offset >> 4) * 4
-        if header_len < HEADER_LEN or header_len > n:
-            raise WireError("tcp: bad data offset")
-        if src is not None and ones_sum(buf, pseudo_sum(src, dst, n)) != 0xFFFF:
+        view checks the header; its fields are then read in one unpack."""
+        v = TcpView(buf)
+        if src is not None and not v.checksum_valid(src, dst):
             raise WireError("tcp: bad checksum")
-        opts = TcpOptions.parse(buf[HEADER_LEN:header_len]) if header_len > HEADER_LEN \
-            else NO_OPTIONS
-        return _new_tcp(src_port, dst_port, seq, ack, flags, window, opts,
-                        bytes(buf[header_len:]), urgent)
+        src_port, dst_port, seq, ack, _off, flags, window, _sum, urgent = _HEAD.unpack_from(
+            v.buf)
+        opts = TcpOptions.parse(v.options) if v.header_len > HEADER_LEN else NO_OPTIONS
+        return _new_tcp(src_port, dst_port, seq, ack, flags, window, opts, bytes(v.payload),
+                        urgent)
 
     def emit(self, src, dst) -> bytes:
         """The segment with its checksum under the ``src``/``dst`` pseudo-header."""
