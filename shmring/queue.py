@@ -25,6 +25,9 @@ STAT_KEYS = ("sent", "received", "released", "reclaimed", "full", "bad_offset", 
              "bad_length", "duplicate", "not_held", "index_faults", "signals")
 
 
+_EMPTY = np.zeros(0, DESC_DTYPE)
+
+
 def queue_bytes(capacity: int) -> int:
     size = 2 * ring_bytes(capacity)
     return (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
@@ -74,13 +77,28 @@ class QueueEnd:
     # -- producer side -------------------------------------------------------------------------
     def send(self, batch: np.ndarray) -> int:
         """Hand filled buffers to the consumer; returns how many left (the rest stay held)."""
-        self._expect("producer", "send")
+        if self.role != "producer":
+            self._expect("producer", "send")
         return self._push(batch, "sent")
 
     def reclaim(self, max_n: int | None = None) -> np.ndarray:
         """Empty buffers the consumer returned (validated; now held here)."""
-        self._expect("producer", "reclaim")
+        if self.role != "producer":
+            self._expect("producer", "reclaim")
         return self._pull(max_n, "reclaimed")
+
+    def send_bytes(self, raw) -> int:
+        """``send`` from raw descriptor bytes (``shmring.descriptor`` layout, 32 per
+        descriptor): a few good ones reach the ring without a numpy array in between."""
+        if self.role != "producer":
+            self._expect("producer", "send")
+        return self._push_bytes(raw, "sent")
+
+    def reclaim_bytes(self, max_n: int | None = None) -> bytearray:
+        """``reclaim``, as raw descriptor bytes."""
+        if self.role != "producer":
+            self._expect("producer", "reclaim")
+        return self._pull_bytes(max_n, "reclaimed")
 
     def space(self) -> int:
         """How many descriptors the outgoing ring can take now."""
@@ -89,7 +107,8 @@ class QueueEnd:
     # -- consumer side -------------------------------------------------------------------------
     def receive(self, max_n: int | None = None) -> np.ndarray:
         """Filled buffers from the producer (validated; now held here)."""
-        self._expect("consumer", "receive")
+        if self.role != "consumer":
+            self._expect("consumer", "receive")
         return self._pull(max_n, "received")
 
     def release(self, batch: np.ndarray, defer: bool = True) -> int:
@@ -97,7 +116,8 @@ class QueueEnd:
         room for stays held here: with ``defer`` (the default) it waits, in order, and leaves
         with ``settle()`` (which the runtime calls every turn), so a consumer never retries a
         release itself; without, the caller keeps it and tries again."""
-        self._expect("consumer", "release")
+        if self.role != "consumer":
+            self._expect("consumer", "release")
         if not defer:
             return self._push(batch, "released")
         if self._unreleased and self.settle():
@@ -106,6 +126,23 @@ class QueueEnd:
         n = self._push(batch, "released")
         if n < len(batch):
             self._unreleased.append(batch[n:].copy())
+        return n
+
+    def receive_bytes(self, max_n: int | None = None) -> bytearray:
+        """``receive``, as raw descriptor bytes."""
+        if self.role != "consumer":
+            self._expect("consumer", "receive")
+        return self._pull_bytes(max_n, "received")
+
+    def release_bytes(self, raw) -> int:
+        """``release`` (deferred) from raw descriptor bytes."""
+        if self.role != "consumer":
+            self._expect("consumer", "release")
+        if self._unreleased:        # what waits goes first, in order
+            return self.release(np.frombuffer(raw, dtype=DESC_DTYPE))
+        n = self._push_bytes(raw, "released")
+        if n * SLOT < len(raw):
+            self._unreleased.append(np.frombuffer(raw, dtype=DESC_DTYPE)[n:].copy())
         return n
 
     def settle(self) -> int:
@@ -169,11 +206,10 @@ class QueueEnd:
 
     # -- internals -------------------------------------------------------------------------------
     def _expect(self, role: str, what: str) -> None:
-        if self.role != role:
-            raise RuntimeError(f"queue '{self.name}': {what}() is for the {role} end")
+        raise RuntimeError(f"queue '{self.name}': {what}() is for the {role} end")
 
     def _push(self, batch: np.ndarray, key: str, count_full: bool = True) -> int:
-        n = min(len(batch), self._out.free_space())
+        n = self._out.room_for(len(batch))
         if n < len(batch):
             if count_full:
                 self.counters["full"] = self.counters.get("full", 0) + len(batch) - n
@@ -189,12 +225,31 @@ class QueueEnd:
         self._dirty = True
         return n
 
-    def _pull(self, max_n: int | None, key: str) -> np.ndarray:
+    def _push_bytes(self, raw, key: str) -> int:
+        """``_push`` from raw bytes: a few good descriptors that all fit go straight to the ring;
+        anything else takes ``_push``'s careful path."""
+        want = len(raw) // SLOT
+        if (want <= SMALL and self._out.room_for(want) == want
+                and self.ledger.move_small(raw, True)):
+            self._out.enqueue_bytes(raw)
+            self.counters[key] = self.counters.get(key, 0) + want
+            self._dirty = True
+            return want
+        return self._push(np.frombuffer(raw, dtype=DESC_DTYPE), key)
+
+    def _pull_bytes(self, max_n: int | None, key: str) -> bytearray:
+        """Descriptors off the incoming ring, validated (``_pull``'s raw form): a few good ones
+        are checked in plain Python, anything else by the ledger's careful path."""
         raw = self._in.dequeue_raw(max_n)
-        batch = np.frombuffer(raw, dtype=DESC_DTYPE)
-        if not raw:
-            return batch
-        if len(raw) > SMALL * SLOT or not self.ledger.move_small(raw, False):
-            batch = self.ledger.accept(batch, self.counters)
-        self.counters[key] = self.counters.get(key, 0) + len(batch)
-        return batch
+        if raw and (len(raw) > SMALL * SLOT or not self.ledger.move_small(raw, False)):
+            batch = np.frombuffer(raw, dtype=DESC_DTYPE)
+            good = self.ledger.accept(batch, self.counters)
+            if good is not batch:
+                raw = bytearray(good.tobytes())
+        if raw:
+            self.counters[key] = self.counters.get(key, 0) + len(raw) // SLOT
+        return raw
+
+    def _pull(self, max_n: int | None, key: str) -> np.ndarray:
+        raw = self._pull_bytes(max_n, key)
+        return np.frombuffer(raw, dtype=DESC_DTYPE) if raw else _EMPTY

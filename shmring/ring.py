@@ -119,7 +119,7 @@ class RingProducer(_RingEnd):
     def free_space(self) -> int:
         return self.capacity - ((self._tail - self._peer_head()) & M64)
 
-    def _room_for(self, n: int) -> int:
+    def room_for(self, n: int) -> int:
         """min(n, free space), reading the consumer's head only when the shadow says the ring
         is too full: on a steady stream this keeps the head's cache line on the consumer."""
         room = self.capacity - ((self._tail - self._head) & M64)
@@ -130,7 +130,7 @@ class RingProducer(_RingEnd):
     def enqueue(self, batch: np.ndarray) -> int:
         """Copy up to ``free_space()`` descriptors into the slots, then publish them at once;
         returns how many were enqueued (the first ones of ``batch``)."""
-        n = self._room_for(len(batch))
+        n = self.room_for(len(batch))
         if n <= 0:
             return 0
         src = _as_bytes(batch if n == len(batch) else batch[:n])
@@ -145,7 +145,7 @@ class RingProducer(_RingEnd):
 
     def enqueue_bytes(self, raw) -> int:
         """The same from raw descriptor bytes (a multiple of 32): the allocation-free path."""
-        n = self._room_for(len(raw) // _SLOT)
+        n = self.room_for(len(raw) // _SLOT)
         if n <= 0:
             return 0
         start = self._tail & self._mask
