@@ -11,6 +11,10 @@
    the bench creates (and deletes), measured in the same run: capnet's top speed / tcpreplay's.
 3. Reading the capture into a data region (capnet's index + one copy per frame) against dpkt's
    pcap reader + Ethernet parser: frames/s each, and the ratio.
+4. What one hop costs here, at 100 k frames/s: capnet's replay → capture (two processes, no
+   stage; blocking and polling), and three bare Python processes relaying timestamps through
+   shared memory (``bench.bare_relay``; unpinned, and pinned as three best share two cores) —
+   the floor the latency target is read against.
 Prints a table, writes JSON and a plot (achieved vs offered rate; latency percentiles vs rate).
 """
 
@@ -22,6 +26,7 @@ import math
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -30,6 +35,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bench import bare_relay
 from drivers.capture import copy_frames, scan_file
 from drivers.replay import options, replay
 
@@ -66,6 +72,60 @@ def ladder(capture: Path, rates, seconds: float, console: Console) -> list[dict]
         console.print(f"[dim]replay at {label} …[/dim]")
         rows.append(_step(capture, n, rate, seconds, console))
     return rows
+
+
+ONE_HOP = """
+[system]
+name = "one-hop"
+description = "replay -> capture: what one hop costs"
+
+[regions.frames]
+size = {size}
+buffer_size = {buffer_size}
+
+[components.replay]
+program = "drivers.pcap:Replay"
+priority = 200
+maps = [{{ region = "frames", perms = "rw" }}]
+
+[components.capture]
+program = "drivers.pcap:Capture"
+priority = 100
+config = {{ timestamps = "ingress" }}
+maps = [{{ region = "frames", perms = "r" }}]
+
+[[queues]]
+name = "egress"
+producer = "replay"
+consumer = "capture"
+data = "frames"
+capacity = 4096
+"""
+FLOOR_RATE = 100_000
+
+
+def floors(capture: Path, seconds: float, console: Console, rate: float = FLOOR_RATE) -> dict:
+    """One hop through capnet (blocking, polling) and the bare relay (unpinned, pinned)."""
+    n = len(scan_file(capture)[0].records)
+    loops = max(1, math.ceil(rate * seconds / n))
+    result: dict = {"offered_fps": rate}
+    with tempfile.TemporaryDirectory(prefix="capnet-hop-") as tmp:
+        system = Path(tmp) / "one-hop.toml"
+        system.write_text(ONE_HOP.format(size=(n + 2048) * 2048, buffer_size=2048))
+        for wait in ("block", "poll"):
+            console.print(f"[dim]one hop, {wait} …[/dim]")
+            args = options([str(capture), "--system", str(system), "--pps", str(rate),
+                            "--loop", str(loops), "--preload", "--duration",
+                            str(seconds * 3 + 5), *(["--poll"] if wait == "poll" else [])])
+            lat = replay(args, console)["latency_ns"] or {}
+            result[f"capnet_one_hop_{wait}_us"] = {k: round(lat[k] / 1000, 1)
+                                                   for k in ("p50", "p90", "p99") if k in lat}
+    for pinned in (False, True):
+        console.print(f"[dim]bare relay, {'pinned' if pinned else 'unpinned'} …[/dim]")
+        got = bare_relay.measure(rate, seconds, pinned)
+        result[f"bare_relay_{'pinned' if pinned else 'unpinned'}_us"] = \
+            {k: got[k] for k in ("p50", "p90", "p99") if k in got} or got
+    return result
 
 
 def tcpreplay_topspeed(capture: Path, seconds: float) -> dict:
@@ -124,6 +184,7 @@ def run(capture: Path, rates, seconds: float, peers: bool, console: Console) -> 
         console.print("[dim]tcpreplay --topspeed onto a veth …[/dim]")
         result["tcpreplay"] = tcpreplay_topspeed(capture, seconds)
         result["reader"] = reader(capture)
+        result["floor"] = floors(capture, seconds, console)
     top = result["ladder"][-1]["achieved_fps"] or 0
     at_100k = next((r for r in result["ladder"] if r["offered_fps"] == 100_000), None)
     result["versus"] = {
@@ -164,6 +225,17 @@ def render(result: dict, console: Console) -> None:
         lines.append(f"reading into a data region: {r['capnet_fps']:,} frames/s vs dpkt reader + "
                      f"parser {r['dpkt_fps']:,} → {r['ratio']}× (target ≥ "
                      f"{TARGETS['reader_vs_dpkt']}×)")
+    if "floor" in result:
+        f = result["floor"]
+
+        def p(key: str) -> str:
+            got = f.get(key, {})
+            return (f"p50 {got['p50']} µs, p99 {got['p99']} µs" if "p50" in got
+                    else str(got.get("error")))
+        lines.append(f"one hop at {f['offered_fps']:,} frames/s — capnet replay → capture: "
+                     f"{p('capnet_one_hop_block_us')} (polling: {p('capnet_one_hop_poll_us')}); "
+                     f"three bare Python processes relaying a timestamp: "
+                     f"{p('bare_relay_unpinned_us')} (pinned: {p('bare_relay_pinned_us')})")
     for line in lines:
         console.print(line, markup=False, highlight=False)
 

@@ -24,3 +24,21 @@ def test_the_ladder_reports_each_offered_rate_and_top_speed(tmp_path):
     assert result["versus"]["topspeed_fps"] == rows[-1]["achieved_fps"]
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert "top speed" in proc.stdout
+
+
+def test_the_floor_measures_one_hop_and_the_bare_relay():
+    from rich.console import Console
+
+    from bench.pipeline import DEFAULT_CAPTURE, floors
+    result = floors(DEFAULT_CAPTURE, 0.3, Console(quiet=True), rate=5000)
+    for key in ("capnet_one_hop_block_us", "capnet_one_hop_poll_us", "bare_relay_unpinned_us",
+                "bare_relay_pinned_us"):
+        got = result[key]
+        assert 0 < got["p50"] <= got["p90"] <= got["p99"], (key, got)
+
+
+def test_the_bare_relay_delivers_every_timestamp():
+    from bench.bare_relay import measure
+    got = measure(20_000, 0.2)
+    assert got["frames"] == 4000 and got["in_order"]
+    assert 0 < got["p50"] <= got["p90"] <= got["p99"]
