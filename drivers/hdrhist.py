@@ -72,9 +72,28 @@ class Histogram:
         self._min = lo if self._min is None else min(self._min, lo)
         self._max = hi if self._max is None else max(self._max, hi)
 
+    def record_few(self, values) -> None:
+        """``record_many`` for a few Python ints, one at a time: numpy's per-call cost is most of
+        the time for a handful of values."""
+        counts, shift_in, sub_bits, half = self.counts, self.unit_shift, self.sub_bits, self.half
+        lo, hi, total = self._min, self._max, 0
+        for v in values:
+            if v < 0 or v > self.highest:
+                self.clamped += 1
+                v = 0 if v < 0 else self.highest
+            units = v >> shift_in
+            shift = max(units.bit_length() - sub_bits, 0)
+            counts[shift * half + (units >> shift)] += 1
+            total += v
+            lo = v if lo is None or v < lo else lo
+            hi = v if hi is None or v > hi else hi
+            self.count += 1
+        self.total += total
+        self._min, self._max = lo, hi
+
     def record(self, value: int) -> None:
         """Record one value."""
-        self.record_many(np.array([int(value)], np.int64))
+        self.record_few((int(value),))
 
     # -- queries ---------------------------------------------------------------------------
     def _bucket_value(self, index: int) -> int:

@@ -45,6 +45,9 @@ from shmring.ring import SLOT
 MODES = ("topspeed", "original", "multiplier", "pps", "mbps")
 STAMPS = ("original", "ingress", "egress")
 _STAMP = struct.Struct("<Q")      # a descriptor's ingress time, written in place
+_DESC = struct.Struct("<QIIQQ")   # a whole descriptor (shmring.descriptor)
+_I64_END, _U64_END = 1 << 63, 1 << 64
+FEW = 16                          # batches up to this size are read with struct, not numpy
 _STAMP_AT = DESC_DTYPE.fields["timestamp"][1]
 TURN_FRAMES = 1024          # frames per entry point, so control messages stay responsive
 
@@ -122,9 +125,14 @@ class Replay(Origin):
 
     def notified(self, channel) -> None:
         if self.resident and channel == self.out.name:
-            back = self.out.reclaim()
-            shift = np.uint64(self.buffer_size.bit_length() - 1)
-            self.home[self.record_of[(back["offset"] >> shift).astype(np.int64)]] = True
+            back = self.out.reclaim_bytes()
+            shift = self.buffer_size.bit_length() - 1
+            if len(back) <= FEW * SLOT:         # a few: no arrays
+                for offset, *_rest in _DESC.iter_unpack(back):
+                    self.home[self.record_of[offset >> shift]] = True
+            else:
+                offsets = np.frombuffer(back, dtype=DESC_DTYPE)["offset"]
+                self.home[self.record_of[(offsets >> np.uint64(shift)).astype(np.int64)]] = True
             self.produce()
             return
         super().notified(channel)
@@ -285,24 +293,36 @@ class Capture(Component):
         q = self.queues.get(channel.name)
         if q is None or q.role != "consumer":
             return
-        batch = q.receive()
-        if not len(batch):
+        raw = q.receive_bytes()
+        if not raw:
             return
         now = self.now()
-        self.count("in", len(batch))
-        ingress = batch["timestamp"].astype(np.int64)
-        self.latency.record_many(now - ingress)
+        n = len(raw) // SLOT
+        if n <= FEW:        # a paced replay's usual turn: a few frames, read without arrays
+            rows = [(length, stamp if stamp < _I64_END else stamp - _U64_END)  # as astype(int64)
+                    for _offset, length, _flags, stamp, _meta in _DESC.iter_unpack(raw)]
+            self.latency.record_few([now - stamp for _length, stamp in rows])
+            first, last = rows[0][1], rows[-1][1]
+            nbytes = sum(length for length, _stamp in rows)
+        else:
+            batch = np.frombuffer(raw, dtype=DESC_DTYPE)
+            ingress = batch["timestamp"].astype(np.int64)
+            self.latency.record_many(now - ingress)
+            first, last = int(ingress[0]), int(ingress[-1])
+            nbytes = int(batch["length"].sum(dtype=np.int64))
         if self.first_ingress is None:
-            self.first_ingress = int(ingress[0])
-        self.last_ingress = int(ingress[-1])
-        offsets, lengths = batch["offset"].astype(np.int64), batch["length"].astype(np.int64)
+            self.first_ingress = first
+        self.last_ingress = last
         if self.writer is not None:
-            self._write(q.data.array, batch, offsets, lengths, ingress, now)
-        self.count("out", len(batch))
+            batch = np.frombuffer(raw, dtype=DESC_DTYPE)
+            self._write(q.data.array, batch, batch["offset"].astype(np.int64),
+                        batch["length"].astype(np.int64), batch["timestamp"].astype(np.int64), now)
+        self.count("in", n)
+        self.count("out", n)
         if self.config.get("drops"):
-            self.count("recorded_drops", len(batch))
-        self.count("bytes", int(lengths.sum()))
-        q.release(batch)
+            self.count("recorded_drops", n)
+        self.count("bytes", nbytes)
+        q.release_bytes(raw)
 
     def _write(self, data, batch, offsets, lengths, ingress, now: int) -> None:
         if self.stamp == "ingress":

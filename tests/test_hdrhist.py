@@ -58,6 +58,18 @@ def test_record_one_by_one_equals_record_many():
     assert one.summary() == many.summary()
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-10**6, 2**53 - 1), min_size=1, max_size=40),
+       st.integers(1, 4096), st.sampled_from([2, 3, 4]))
+def test_recording_a_few_one_at_a_time_equals_record_many(values, lowest, digits):
+    few = Histogram(lowest=lowest, highest=10**12, significant_digits=digits)
+    many = Histogram(lowest=lowest, highest=10**12, significant_digits=digits)
+    few.record_few(values)
+    many.record_many(np.array(values, np.int64))
+    assert few == many and few.clamped == many.clamped
+    assert few.summary() == many.summary()
+
+
 def test_merge_equals_recording_everything():
     rng = np.random.default_rng(2)
     a_vals, b_vals = rng.lognormal(8, 1, 5000).astype(int), rng.lognormal(12, 1, 7000).astype(int)
