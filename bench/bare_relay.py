@@ -28,35 +28,43 @@ def _pin(cpu: int | None) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
+def _follow(words, counter: int, total: int, take) -> None:
+    """Busy-poll ``words[counter]`` (yielding between looks) until it reaches ``total``; hand
+    each new range of sequence numbers to ``take(first, end)``."""
+    done = 0
+    while done < total:
+        seen = words[counter]
+        if seen == done:
+            os.sched_yield()
+            continue
+        take(done, seen)
+        done = seen
+
+
 def _relay(mem: mmap.mmap, total: int, cpu: int | None) -> None:
     _pin(cpu)
     words = memoryview(mem).cast("Q")
-    done = 0
-    while done < total:
-        sent = words[_SENT]
-        if sent == done:
-            os.sched_yield()
-            continue
-        for seq in range(done, sent):
+
+    def take(first: int, end: int) -> None:
+        for seq in range(first, end):
             words[_RING_B + seq % SLOTS] = words[_RING_A + seq % SLOTS]
-        words[_RELAYED] = done = sent
+        words[_RELAYED] = end
+
+    _follow(words, _SENT, total, take)
 
 
 def _sink(mem: mmap.mmap, total: int, out, cpu: int | None) -> None:
     _pin(cpu)
     words = memoryview(mem).cast("Q")
     sent, arrived = np.zeros(total, np.int64), np.zeros(total, np.int64)
-    done = 0
-    while done < total:
-        relayed = words[_RELAYED]
-        if relayed == done:
-            os.sched_yield()
-            continue
+
+    def take(first: int, end: int) -> None:
         now = time.monotonic_ns()
-        for seq in range(done, relayed):
+        for seq in range(first, end):
             sent[seq] = words[_RING_B + seq % SLOTS]
             arrived[seq] = now
-        done = relayed
+
+    _follow(words, _RELAYED, total, take)
     out.send((sent, arrived))
 
 

@@ -10,16 +10,9 @@ from hypothesis import strategies as st
 
 from shmring import BufferLedger, BufferPool, QueueEnd, Region, descriptors, queue_bytes
 from shmring.ledger import SMALL
+from tests.test_ledger_paths import BUF, NBUF, REGION, lengths, offsets
 
-BUF, NBUF, CAP = 256, 64, 16
-REGION = BUF * NBUF
-
-offsets = st.one_of(
-    st.integers(0, NBUF - 1).map(lambda i: i * BUF),         # a buffer of the region
-    st.integers(0, REGION + 4 * BUF),                         # anywhere, misaligned or outside
-    st.integers(2**63, 2**64 - 1),                            # far outside
-)
-lengths = st.one_of(st.integers(0, BUF), st.integers(BUF + 1, 2**32 - 1))
+CAP = 8
 rows = st.lists(st.tuples(offsets, lengths, st.integers(0, 2**64 - 1)), min_size=1,
                 max_size=2 * SMALL)
 
