@@ -76,18 +76,19 @@ class Histogram:
         """``record_many`` for a few Python ints, one at a time: numpy's per-call cost is most of
         the time for a handful of values."""
         counts, shift_in, sub_bits, half = self.counts, self.unit_shift, self.sub_bits, self.half
-        lo, hi, total = self._min, self._max, 0
+        highest, lo, hi, total, n = self.highest, self._min, self._max, 0, 0
         for v in values:
-            if v < 0 or v > self.highest:
+            if v < 0 or v > highest:
                 self.clamped += 1
-                v = 0 if v < 0 else self.highest
+                v = 0 if v < 0 else highest
             units = v >> shift_in
             shift = max(units.bit_length() - sub_bits, 0)
             counts[shift * half + (units >> shift)] += 1
             total += v
+            n += 1
             lo = v if lo is None or v < lo else lo
             hi = v if hi is None or v > hi else hi
-            self.count += 1
+        self.count += n
         self.total += total
         self._min, self._max = lo, hi
 

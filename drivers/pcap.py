@@ -40,6 +40,7 @@ from drivers.hdrhist import Histogram
 from harness import Component
 from harness.origin import Origin
 from shmring.descriptor import DESC_DTYPE
+from shmring.ledger import SMALL as FEW   # batches up to this size: struct, not numpy
 from shmring.ring import SLOT
 
 MODES = ("topspeed", "original", "multiplier", "pps", "mbps")
@@ -47,7 +48,6 @@ STAMPS = ("original", "ingress", "egress")
 _STAMP = struct.Struct("<Q")      # a descriptor's ingress time, written in place
 _DESC = struct.Struct("<QIIQQ")   # a whole descriptor (shmring.descriptor)
 _I64_END, _U64_END = 1 << 63, 1 << 64
-FEW = 16                          # batches up to this size are read with struct, not numpy
 _STAMP_AT = DESC_DTYPE.fields["timestamp"][1]
 TURN_FRAMES = 1024          # frames per entry point, so control messages stay responsive
 
@@ -298,6 +298,7 @@ class Capture(Component):
             return
         now = self.now()
         n = len(raw) // SLOT
+        batch = None
         if n <= FEW:        # a paced replay's usual turn: a few frames, read without arrays
             rows = [(length, stamp if stamp < _I64_END else stamp - _U64_END)  # as astype(int64)
                     for _offset, length, _flags, stamp, _meta in _DESC.iter_unpack(raw)]
@@ -314,9 +315,11 @@ class Capture(Component):
             self.first_ingress = first
         self.last_ingress = last
         if self.writer is not None:
-            batch = np.frombuffer(raw, dtype=DESC_DTYPE)
+            if batch is None:
+                batch = np.frombuffer(raw, dtype=DESC_DTYPE)
+                ingress = batch["timestamp"].astype(np.int64)
             self._write(q.data.array, batch, batch["offset"].astype(np.int64),
-                        batch["length"].astype(np.int64), batch["timestamp"].astype(np.int64), now)
+                        batch["length"].astype(np.int64), ingress, now)
         self.count("in", n)
         self.count("out", n)
         if self.config.get("drops"):

@@ -111,10 +111,7 @@ class BufferLedger:
         shift, misalign = self._shift, size - 1
         state = 1 if want_held else 0
         if batch.dtype == DESC_DTYPE:       # struct reads the rows faster than numpy's fields
-            raw = batch.tobytes()
-            if self.move_small(raw, want_held):
-                return batch
-            rows = list(_ROW.iter_unpack(raw))
+            rows = list(_ROW.iter_unpack(batch.tobytes()))
         else:
             rows = list(zip(batch["offset"].tolist(), batch["length"].tolist(), strict=True))
         keep: list[int] = []
@@ -152,13 +149,6 @@ class BufferLedger:
         held, nbuf, shift = self._held_bytes, self.nbuf, self._shift
         size = self.buffer_size
         misalign, state = size - 1, 1 if want_held else 0
-        if len(raw) == _ROW.size:         # one descriptor: the commonest batch when it is quiet
-            offset, length = _ROW.unpack(raw)
-            index = offset >> shift
-            if index >= nbuf or offset & misalign or length > size or held[index] != state:
-                return False
-            held[index] = 1 - state
-            return True
         indices = []
         for offset, length in _ROW.iter_unpack(raw):
             index = offset >> shift

@@ -209,33 +209,40 @@ class QueueEnd:
         raise RuntimeError(f"queue '{self.name}': {what}() is for the {role} end")
 
     def _push(self, batch: np.ndarray, key: str, count_full: bool = True) -> int:
-        n = self._out.room_for(len(batch))
-        if n < len(batch):
-            if count_full:
-                self.counters["full"] = self.counters.get("full", 0) + len(batch) - n
-            if n == 0:
-                return 0
-            batch = batch[:n]
-        raw = batch.tobytes() if n <= SMALL and batch.dtype is DESC_DTYPE else None
-        if raw is not None and self.ledger.move_small(raw, True):    # a few, all good
-            sent = self._out.enqueue_bytes(raw)
-        else:
-            sent = self._out.enqueue(self.ledger.surrender(batch, self.counters))
-        self.counters[key] = self.counters.get(key, 0) + sent
-        self._dirty = True
+        if len(batch) <= SMALL and batch.dtype is DESC_DTYPE:     # a few: as raw bytes
+            return self._push_bytes(batch.tobytes(), key, count_full)
+        n = self._room(len(batch), count_full)
+        if n:
+            self._enqueue_checked(batch[:n], key)
         return n
 
-    def _push_bytes(self, raw, key: str) -> int:
-        """``_push`` from raw bytes: a few good descriptors that all fit go straight to the ring;
-        anything else takes ``_push``'s careful path."""
+    def _push_bytes(self, raw, key: str, count_full: bool = True) -> int:
+        """``_push`` from raw bytes: a few good descriptors go straight to the ring; anything
+        else is checked by the ledger's careful path, which counts what is wrong."""
         want = len(raw) // SLOT
-        if (want <= SMALL and self._out.room_for(want) == want
-                and self.ledger.move_small(raw, True)):
-            self._out.enqueue_bytes(raw)
-            self.counters[key] = self.counters.get(key, 0) + want
+        n = self._room(want, count_full)
+        if not n:
+            return 0
+        raw = raw[:n * SLOT]
+        if n <= SMALL and self.ledger.move_small(raw, True):
+            sent = self._out.enqueue_bytes(raw)
+            self.counters[key] = self.counters.get(key, 0) + sent
             self._dirty = True
-            return want
-        return self._push(np.frombuffer(raw, dtype=DESC_DTYPE), key)
+        else:
+            self._enqueue_checked(np.frombuffer(raw, dtype=DESC_DTYPE), key)
+        return n
+
+    def _room(self, want: int, count_full: bool) -> int:
+        """How many of ``want`` descriptors fit; the rest are counted as ``full``."""
+        n = self._out.room_for(want)
+        if n < want and count_full:
+            self.counters["full"] = self.counters.get("full", 0) + want - n
+        return n
+
+    def _enqueue_checked(self, batch: np.ndarray, key: str) -> None:
+        sent = self._out.enqueue(self.ledger.surrender(batch, self.counters))
+        self.counters[key] = self.counters.get(key, 0) + sent
+        self._dirty = True
 
     def _pull_bytes(self, max_n: int | None, key: str) -> bytearray:
         """Descriptors off the incoming ring, validated (``_pull``'s raw form): a few good ones
