@@ -40,7 +40,7 @@ from drivers.hdrhist import Histogram
 from harness import Component
 from harness.origin import Origin
 from shmring.descriptor import DESC_DTYPE
-from shmring.ledger import SMALL as FEW   # batches up to this size: struct, not numpy
+from shmring.ledger import SMALL as FEW  # batches up to this size: struct, not numpy
 from shmring.ring import SLOT
 
 MODES = ("topspeed", "original", "multiplier", "pps", "mbps")
